@@ -1,0 +1,1 @@
+"""Data: synthetic bead images and reading/writing user TIFF image/mask pairs."""

@@ -1,0 +1,201 @@
+"""Read user data: pair images with masks by file stem, load and normalise them.
+
+Every problem a user can cause (missing folder, unpaired file, unreadable or
+multi-channel TIFF, shape mismatch) is raised as a one-line ``DataError`` that
+names the file(s) involved and says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from beadseg.errors import ConfigError, DataError
+from beadseg.fsutil import atomic_path
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+MASK_SUFFIXES = ("_masks", "_mask")  # longest first so "_masks" is not read as "_mask" + "s"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training sample: an image file and its mask file, sharing a stem."""
+
+    stem: str
+    image: Path
+    mask: Path
+
+
+def _is_tiff(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in TIFF_SUFFIXES
+
+
+def _check_folder(folder: Path, kind: str, key: str) -> None:
+    if not folder.exists():
+        raise DataError(
+            f"{kind} folder '{folder}' does not exist: set {key} in params.yaml "
+            f"to the folder holding your {kind} TIFF files"
+        )
+    if not folder.is_dir():
+        raise DataError(f"{kind} folder '{folder}' is not a folder: set {key} in params.yaml to a folder")
+
+
+def _strip_mask_suffix(stem: str) -> str:
+    lowered = stem.lower()
+    for suffix in MASK_SUFFIXES:
+        if lowered.endswith(suffix) and len(stem) > len(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def _index(files: list[Path], kind: str, folder: Path, strip_suffix: bool) -> dict[str, Path]:
+    """Map pairing key -> file; two files with the same key are an error."""
+    index: dict[str, Path] = {}
+    for path in sorted(files):
+        key = _strip_mask_suffix(path.stem) if strip_suffix else path.stem
+        if key in index:
+            raise DataError(
+                f"{kind} files '{index[key].name}' and '{path.name}' in '{folder}' both match "
+                f"stem '{key}': keep only one of them"
+            )
+        index[key] = path
+    return index
+
+
+def _list_tiffs(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if _is_tiff(p)]
+
+
+def find_pairs(images_dir: str | os.PathLike[str], masks_dir: str | os.PathLike[str]) -> list[Pair]:
+    """Pair ``.tif``/``.tiff`` images with masks by file stem; sorted by stem.
+
+    A mask may be named like its image (``a.tif``) or carry a ``_mask``/``_masks``
+    suffix (``a_mask.tif``). Images and masks may even share one folder, in which
+    case only suffixed files are masks.
+    """
+    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
+    _check_folder(images_dir, "images", "data.images")
+    _check_folder(masks_dir, "masks", "data.masks")
+
+    image_files = _list_tiffs(images_dir)
+    same_folder = images_dir.resolve() == masks_dir.resolve()
+    if same_folder:
+        mask_files = [p for p in image_files if _strip_mask_suffix(p.stem) != p.stem]
+        image_files = [p for p in image_files if p not in mask_files]
+    else:
+        mask_files = _list_tiffs(masks_dir)
+
+    if not image_files:
+        raise DataError(
+            f"no .tif/.tiff images found in images folder '{images_dir}': "
+            f"put your images there or set data.images in params.yaml"
+        )
+    if not mask_files:
+        raise DataError(
+            f"no .tif/.tiff masks found in masks folder '{masks_dir}': "
+            f"put one mask per image there or set data.masks in params.yaml"
+        )
+
+    images = _index(image_files, "image", images_dir, strip_suffix=False)
+    masks = _index(mask_files, "mask", masks_dir, strip_suffix=True)
+
+    missing = [stem for stem in images if stem not in masks]
+    if missing:
+        stem = missing[0]
+        more = f" (and {len(missing) - 1} more images without masks)" if len(missing) > 1 else ""
+        raise DataError(
+            f"image '{images[stem]}' has no mask: expected '{masks_dir / (stem + '.tif')}' "
+            f"(or {stem}_mask.tif) in masks folder '{masks_dir}'{more}"
+        )
+    orphans = [stem for stem in masks if stem not in images]
+    if orphans:
+        stem = orphans[0]
+        more = f" (and {len(orphans) - 1} more masks without images)" if len(orphans) > 1 else ""
+        raise DataError(
+            f"mask '{masks[stem]}' has no image: expected '{images_dir / (stem + '.tif')}' "
+            f"in images folder '{images_dir}'; add the image or remove the mask{more}"
+        )
+    return [Pair(stem=stem, image=images[stem], mask=masks[stem]) for stem in sorted(images)]
+
+
+def _read_plane(path: str | os.PathLike[str], kind: str) -> np.ndarray:
+    """Read one TIFF as a 2-D array, dropping singleton axes; DataError otherwise."""
+    path = Path(path)
+    try:
+        data = np.asarray(tifffile.imread(path))
+    except FileNotFoundError:
+        raise DataError(f"{kind} file '{path}' does not exist") from None
+    except Exception as exc:  # tifffile raises many types for corrupt files
+        raise DataError(f"cannot read {kind} '{path}' as TIFF ({type(exc).__name__}: {exc})") from None
+    original_shape = data.shape
+    while data.ndim > 2 and 1 in data.shape:
+        data = data.squeeze(axis=data.shape.index(1))
+    if data.ndim != 2:
+        raise DataError(
+            f"{kind} '{path}' has shape {original_shape}: only single-plane 2-D (grayscale) "
+            f"images are supported; save one channel / one plane per file"
+        )
+    if data.dtype.kind not in "biuf":
+        raise DataError(f"{kind} '{path}' has unsupported pixel type {data.dtype}: use integer or float pixels")
+    return data
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a single-plane image (8/16/32-bit int or float) as float32 2-D."""
+    data = _read_plane(path, "image").astype(np.float32)
+    if not np.isfinite(data).all():
+        raise DataError(f"image '{path}' contains NaN or infinite pixels: replace them before training")
+    return data
+
+
+def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a mask as uint8 0/1: any value > 0 (label, 255, True) is bead."""
+    data = _read_plane(path, "mask")
+    return (data > 0).astype(np.uint8)
+
+
+def normalize(image: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.8) -> np.ndarray:
+    """Map the ``low_pct``..``high_pct`` percentiles to 0..1, clipped to [0, 1] (float32).
+
+    Falls back to min..max when the percentiles coincide; a constant image gives zeros.
+    """
+    if not 0.0 <= low_pct < high_pct <= 100.0:
+        raise ConfigError(
+            f"normalisation percentiles low={low_pct}, high={high_pct} are invalid: need 0 <= low < high <= 100"
+        )
+    image = np.asarray(image, dtype=np.float32)
+    lo, hi = (float(v) for v in np.percentile(image, [low_pct, high_pct]))
+    if hi <= lo:
+        lo, hi = float(image.min()), float(image.max())
+    if hi <= lo:
+        return np.zeros_like(image, dtype=np.float32)
+    out = (image - np.float32(lo)) / np.float32(hi - lo)
+    return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def load_pair(pair: Pair, low_pct: float = 1.0, high_pct: float = 99.8) -> tuple[np.ndarray, np.ndarray]:
+    """Read a pair: (normalised float32 image, uint8 0/1 mask) of equal shape."""
+    image = read_image(pair.image)
+    mask = read_mask(pair.mask)
+    if image.shape != mask.shape:
+        raise DataError(
+            f"mask '{pair.mask}' has shape {mask.shape} but image '{pair.image}' has shape "
+            f"{image.shape}: masks must match their image pixel for pixel"
+        )
+    return normalize(image, low_pct=low_pct, high_pct=high_pct), mask
+
+
+def write_tiff(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Atomically write a 2-D array as an uncompressed TIFF with no date/software metadata.
+
+    The same array always gives byte-identical files (stable DVC hashes).
+    """
+    array = np.ascontiguousarray(array)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(
+            tmp, array, photometric="minisblack", metadata=None, software=False, datetime=None
+        )
