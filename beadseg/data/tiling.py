@@ -195,9 +195,7 @@ def extract_tiles(
         DataError: Image/mask not 2-D or shapes differ; image too small with policy ``"error"``.
     """
     if policy not in SMALL_IMAGE_POLICIES:
-        raise ConfigError(
-            f"unknown small-image policy {policy!r}; use one of: {', '.join(SMALL_IMAGE_POLICIES)}"
-        )
+        raise ConfigError(f"unknown small-image policy {policy!r}; use one of: {', '.join(SMALL_IMAGE_POLICIES)}")
     tile = _check_tile(tile)
     stride = _check_stride(stride, tile)
     image = np.asarray(image)
