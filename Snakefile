@@ -1,0 +1,23 @@
+# beadseg: one hyperparameter search = synth/ingest -> split -> tile -> train (one job per run) -> analysis.
+# Every rule only declares its files and calls the `beadseg` command-line interface.
+#   CPU:      snakemake --cores 2
+#   GPU box:  snakemake --cores 8 --resources gpu=2
+#   cluster:  snakemake --profile workflow/profiles/slurm
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/analysis.smk"
+
+
+rule all:
+    input:
+        "results/report/REPORT.md",
+    default_target: True

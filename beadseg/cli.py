@@ -1,0 +1,169 @@
+"""The one command-line interface that every Snakemake rule and every DVC stage calls."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from beadseg import __version__
+from beadseg.errors import BeadsegError
+
+
+def _config(args: argparse.Namespace):  # noqa: ANN202 - Config, imported lazily for a fast --help
+    from beadseg.config import load_config
+
+    return load_config(args.params)
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    cfg = _config(args)
+    print(f"{args.params}: valid; {len(cfg.runs)} run(s), tile sizes {list(cfg.tiling.sizes)}, data from "
+          f"{cfg.data.source} ({cfg.data.images})")
+
+
+def cmd_runs(args: argparse.Namespace) -> None:
+    for run_id in _config(args).run_ids:
+        print(run_id)
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from beadseg.data.synth import write_dataset
+
+    cfg = _config(args).data
+    s = cfg.synthetic
+    stems = write_dataset(Path(cfg.images), Path(cfg.masks), n_images=s.n_images, size=s.size, seed=s.seed,
+                          progress=not args.quiet)
+    print(f"synth: wrote {len(stems)} image/mask pairs ({s.size}x{s.size}, seed {s.seed}) to {cfg.images} "
+          f"and {cfg.masks}", file=sys.stderr)
+
+
+def cmd_split(args: argparse.Namespace) -> None:
+    from beadseg.data.prepare import run_split
+
+    assignment = run_split(_config(args).data, progress=not args.quiet)
+    print(f"split: {len(assignment['train'])} train and {len(assignment['val'])} val source images",
+          file=sys.stderr)
+
+
+def cmd_tile(args: argparse.Namespace) -> None:
+    from beadseg.data.prepare import run_tile
+
+    run_tile(_config(args).tiling, args.size, progress=not args.quiet)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from beadseg.train import train_run
+
+    threads = args.threads or len(os.sched_getaffinity(0))
+    train_run(_config(args), args.run, threads=threads, progress=not args.quiet)
+
+
+def cmd_aggregate(args: argparse.Namespace) -> None:
+    from beadseg.analysis.aggregate import aggregate
+
+    summary = aggregate(_config(args))
+    print(f"aggregate: {summary['n_runs']} runs; best {summary['best_run_id']} "
+          f"(val Jaccard {summary['best_val_jaccard']:.4f})", file=sys.stderr)
+
+
+def cmd_figures(args: argparse.Namespace) -> None:
+    from beadseg.analysis.figures import make_figures
+
+    written = make_figures(_config(args))
+    print(f"figures: wrote {len(written)} figure(s) to {written[0].parent if written else '-'}", file=sys.stderr)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from beadseg.analysis.report import write_report
+
+    path = write_report(_config(args))
+    print(f"report: {path.resolve()}")
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    import yaml
+
+    from beadseg.config import validate
+    from beadseg.plan import expand_grid, render_runs_block, replace_runs_block
+
+    grid_path = Path(args.grid)
+    if not grid_path.is_file():
+        raise BeadsegError(f"grid file '{grid_path}' not found")
+    table = expand_grid(yaml.safe_load(grid_path.read_text()) or {})
+    if not args.write:
+        sys.stdout.write(render_runs_block(table))
+        print(f"plan: {len(table)} runs (not written; add --write to replace the runs table of {args.params})",
+              file=sys.stderr)
+        return
+    params_path = Path(args.params)
+    text = params_path.read_text() if params_path.is_file() else ""
+    new_text = replace_runs_block(text, table)
+    validate(yaml.safe_load(new_text), source=f"{params_path} (with the planned runs)")  # refuse to write a bad file
+    from beadseg.fsutil import write_text
+
+    write_text(params_path, new_text)
+    print(f"plan: wrote {len(table)} runs to {params_path}", file=sys.stderr)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from beadseg.predict import predict_files
+
+    predict_files(Path(args.model), [Path(p) for p in args.inputs], Path(args.out), threshold=args.threshold,
+                  overlap=args.overlap, threads=args.threads or len(os.sched_getaffinity(0)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="beadseg", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"beadseg {__version__}")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func, help_text: str) -> argparse.ArgumentParser:  # noqa: ANN001
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    add("validate", cmd_validate, "check params.yaml and summarise it")
+    add("runs", cmd_runs, "list the run ids of the run table, one per line")
+    add("synth", cmd_synth, "write the embedded synthetic microbead data set (data.synthetic) as TIFFs")
+    add("split", cmd_split, "normalise images and split them into train/val by source image")
+    p = add("tile", cmd_tile, "cut both splits into tiles of one size")
+    p.add_argument("--size", type=int, required=True, help="tile size in pixels (one of tiling.sizes)")
+    p = add("train", cmd_train, "train one run of the run table (resumes an interrupted run)")
+    p.add_argument("--run", required=True, help="run id")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all available cores)")
+    add("aggregate", cmd_aggregate, "merge every run into results/summary/runs.csv and summary.json")
+    add("figures", cmd_figures, "draw the analysis figures into results/report/")
+    add("report", cmd_report, "write results/report/REPORT.md")
+    p = add("plan", cmd_plan, "expand a grid file into the run table")
+    p.add_argument("grid", help="grid YAML (see beadseg/plan.py or presets/*.grid.yaml)")
+    p.add_argument("--write", action="store_true", help="replace the runs: block of --params in place")
+    p = add("predict", cmd_predict, "segment new TIFF images with a trained model")
+    p.add_argument("--model", required=True, help="results/runs/<run id>/model.pt")
+    p.add_argument("--out", required=True, help="output folder for masks (<stem>_mask.tif) and probabilities")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--overlap", type=float, default=0.25)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("inputs", nargs="+", help="TIFF images")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except BeadsegError as exc:
+        print(f"beadseg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"beadseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

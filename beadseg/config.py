@@ -1,0 +1,319 @@
+"""Load and validate params.yaml once into frozen, typed config objects.
+
+Library code never opens params.yaml: the CLI calls :func:`load_config` (or Snakemake calls
+:func:`validate` on the dict it already read) and passes the typed objects on.
+
+YAML numbers: PyYAML (used by Snakemake) reads ``1e-4`` as a *string* while DVC's parser reads it
+as a float. :func:`normalize_numbers` turns every exponent-notation string into a float before
+validation, so both engines see the same numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from beadseg.errors import ConfigError
+
+DEMO_IMAGES = "data/raw/demo/images"
+DEMO_MASKS = "data/raw/demo/masks"
+RUN_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,79}$")
+_EXPONENT_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The JSON schema of params.yaml shipped inside the package."""
+    text = resources.files("beadseg.schema").joinpath("params.schema.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def _defaults(section_schema: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: copy.deepcopy(v["default"]) for k, v in section_schema["properties"].items() if "default" in v}
+
+
+# --------------------------------------------------------------------------- typed objects
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    n_images: int
+    size: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str
+    images: str
+    masks: str
+    val_fraction: float
+    split_seed: int
+    normalize_low_pct: float
+    normalize_high_pct: float
+    synthetic: SyntheticConfig
+
+
+@dataclass(frozen=True)
+class TilingConfig:
+    sizes: tuple[int, ...]
+    stride_fraction: float
+    small_images: str
+
+    def stride(self, size: int) -> int:
+        """Stride in pixels for tiles of ``size``."""
+        return max(1, int(round(size * self.stride_fraction)))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of one training run (defaults merged with the run's overrides)."""
+
+    model: str
+    depth: int
+    base_channels: int
+    norm: str
+    groups: int
+    dropout: float
+    loss: str
+    dice_weight: float
+    focal_alpha: float
+    focal_gamma: float
+    tversky_alpha: float
+    tversky_beta: float
+    boundary_weight: float
+    boundary_width: int
+    optimizer: str
+    lr: float
+    weight_decay: float
+    batch_size: int
+    accumulation_steps: int
+    schedule: str
+    warmup_epochs: int
+    max_epochs: int
+    patience: int
+    min_delta: float
+    seed: int
+    tile_size: int
+    extra_tile_sizes: tuple[int, ...]
+    init_from: str | None
+    augment_flips: bool
+    augment_rot90: bool
+    augment_intensity: float
+    augment_gamma: float
+    eval_overlap: float
+    amp: bool
+    channels_last: bool
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.batch_size * self.accumulation_steps
+
+    @property
+    def tile_sizes(self) -> tuple[int, ...]:
+        """All tile sizes this run trains on (its own first)."""
+        return (self.tile_size, *[s for s in self.extra_tile_sizes if s != self.tile_size])
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["extra_tile_sizes"] = list(self.extra_tile_sizes)
+        return d
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a (validated) dict; unknown keys are a ConfigError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown training setting(s) {unknown}: valid settings are {sorted(names)}")
+        missing = sorted(names - set(values))
+        if missing:
+            raise ConfigError(f"training settings missing: {missing}")
+        v = dict(values)
+        v["extra_tile_sizes"] = tuple(int(s) for s in v["extra_tile_sizes"])
+        for key in ("lr", "weight_decay", "dropout", "dice_weight", "focal_alpha", "focal_gamma",
+                    "tversky_alpha", "tversky_beta", "boundary_weight", "min_delta", "augment_intensity",
+                    "augment_gamma", "eval_overlap"):
+            v[key] = float(v[key])
+        return cls(**v)
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    top_k: int
+    overfit_drop_threshold: float
+    title: str
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig
+    tiling: TilingConfig
+    train_defaults: TrainConfig
+    runs: Mapping[str, TrainConfig]
+    analysis: AnalysisConfig
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    source: str = "params.yaml"
+
+    @property
+    def run_ids(self) -> list[str]:
+        return list(self.runs)
+
+    def run(self, run_id: str) -> TrainConfig:
+        try:
+            return self.runs[run_id]
+        except KeyError:
+            raise ConfigError(
+                f"unknown run id '{run_id}' in {self.source}: valid run ids are {', '.join(self.runs)}"
+            ) from None
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def normalize_numbers(value: Any) -> Any:
+    """Return a copy of ``value`` with exponent-notation strings ('1e-4') turned into floats."""
+    if isinstance(value, Mapping):
+        return {k: normalize_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalize_numbers(v) for v in value]
+    if isinstance(value, str) and _EXPONENT_FLOAT.match(value.strip()):
+        return float(value)
+    return value
+
+
+def _format_path(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _schema_errors(params: Mapping[str, Any]) -> list[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    messages = []
+    for err in sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path))):
+        where = _format_path(err.absolute_path)
+        if err.validator == "oneOf" and err.context:
+            # A run entry: report the most specific reason instead of "is not valid under any".
+            inner = min(err.context, key=lambda e: -len(e.absolute_path))
+            err = inner
+            where = _format_path(err.absolute_path)
+        if err.validator == "additionalProperties":
+            allowed = sorted(err.schema.get("properties", {}))
+            extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, Mapping) else []
+            messages.append(f"{where}: unknown setting(s) {extra}; valid settings are {', '.join(allowed)}")
+        elif err.validator == "pattern" and "runs" in list(err.absolute_path)[:1]:
+            messages.append(f"{where}: run id must be lower case letters, digits, '-' or '_' "
+                            f"and start with a letter (got {err.instance!r})")
+        elif err.validator == "propertyNames":
+            messages.append(f"run id {err.instance!r} is not path-safe: use lower case letters, digits, "
+                            "'-' or '_', starting with a letter, at most 80 characters (no dots)")
+        else:
+            messages.append(f"{where}: {err.message}")
+    return messages
+
+
+def validate(params: Mapping[str, Any], source: str = "params.yaml") -> Config:
+    """Validate a params dict (as read by PyYAML, DVC or Snakemake) into a :class:`Config`.
+
+    Raises :class:`ConfigError` with every problem found, each naming its key.
+    """
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(params).__name__}")
+    params = normalize_numbers(params)
+    errors = _schema_errors(params)
+    if errors:
+        raise ConfigError(f"{source} is invalid: " + "; ".join(errors))
+
+    props = schema()["properties"]
+    data_raw = {**_defaults(props["data"]), **params.get("data", {})}
+    synth_raw = {**_defaults(props["data"]["properties"]["synthetic"]), **data_raw.get("synthetic", {})}
+    data_raw["synthetic"] = SyntheticConfig(**synth_raw)
+    data = DataConfig(**data_raw)
+    demo = (DEMO_IMAGES, DEMO_MASKS)
+    if data.source == "synthetic" and (data.images, data.masks) != demo:
+        raise ConfigError(f"{source}: with data.source synthetic the demo is written to {demo[0]} and {demo[1]}; "
+                          "set data.images/data.masks to those, or set data.source: folder to use your own TIFFs")
+    if data.normalize_low_pct >= data.normalize_high_pct:
+        raise ConfigError(f"{source}: data.normalize_low_pct ({data.normalize_low_pct}) must be below "
+                          f"data.normalize_high_pct ({data.normalize_high_pct})")
+
+    tiling_raw = {**_defaults(props["tiling"]), **params.get("tiling", {})}
+    tiling = TilingConfig(sizes=tuple(int(s) for s in tiling_raw["sizes"]),
+                          stride_fraction=float(tiling_raw["stride_fraction"]),
+                          small_images=tiling_raw["small_images"])
+
+    train_defaults_raw = {**_defaults(schema()["$defs"]["train"]), **params.get("train", {})}
+    defaults = TrainConfig.from_dict(train_defaults_raw)
+    overrides = {run_id: dict(over or {}) for run_id, over in params["runs"].items()}
+    runs = {run_id: TrainConfig.from_dict({**train_defaults_raw, **over}) for run_id, over in overrides.items()}
+    _check_runs(runs, tiling, source)
+
+    analysis = AnalysisConfig(**{**_defaults(props["analysis"]), **params.get("analysis", {})})
+    return Config(data=data, tiling=tiling, train_defaults=defaults, runs=runs, analysis=analysis,
+                  overrides=overrides, source=source)
+
+
+def _check_runs(runs: Mapping[str, TrainConfig], tiling: TilingConfig, source: str) -> None:
+    from beadseg.losses import LOSSES
+    from beadseg.models import MODELS
+
+    problems = []
+    for run_id, cfg in runs.items():
+        if cfg.model not in MODELS:
+            problems.append(f"runs.{run_id}.model: unknown model '{cfg.model}'; valid models are "
+                            f"{', '.join(sorted(MODELS))}")
+        if cfg.loss not in LOSSES:
+            problems.append(f"runs.{run_id}.loss: unknown loss '{cfg.loss}'; valid losses are "
+                            f"{', '.join(sorted(LOSSES))}")
+        for size in cfg.tile_sizes:
+            if size not in tiling.sizes:
+                problems.append(f"runs.{run_id}: tile size {size} is not in tiling.sizes {list(tiling.sizes)}; "
+                                "add it there or change the run")
+            elif size % (2 ** (cfg.depth - 1)):
+                problems.append(f"runs.{run_id}: tile size {size} is not divisible by 2**(depth-1) = "
+                                f"{2 ** (cfg.depth - 1)}")
+        if cfg.norm == "group" and cfg.base_channels % cfg.groups:
+            problems.append(f"runs.{run_id}: base_channels {cfg.base_channels} is not divisible by "
+                            f"groups {cfg.groups} (GroupNorm)")
+        if cfg.init_from is not None and cfg.init_from not in runs:
+            problems.append(f"runs.{run_id}.init_from: '{cfg.init_from}' is not a run id in the run table")
+    if not problems:
+        for run_id in runs:  # cycles in init_from chains
+            seen = [run_id]
+            nxt = runs[run_id].init_from
+            while nxt is not None:
+                if nxt in seen:
+                    problems.append(f"runs.{run_id}.init_from: cycle {' -> '.join([*seen, nxt])}")
+                    break
+                seen.append(nxt)
+                nxt = runs[nxt].init_from
+    if problems:
+        raise ConfigError(f"{source} is invalid: " + "; ".join(problems))
+
+
+def read_params(path: str | Path) -> dict[str, Any]:
+    """Read a params YAML file (no validation)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file '{path}' not found: run from the project root or pass --params PATH")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]} "
+                          f"(line {getattr(getattr(exc, 'problem_mark', None), 'line', -1) + 1})") from None
+    return raw if raw is not None else {}
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    """Read and validate a params file."""
+    return validate(read_params(path), source=str(path))

@@ -1,0 +1,70 @@
+"""Every output path of the pipeline, in one place (the Snakefile and dvc.yaml spell the same paths;
+tests/test_workflow_paths.py checks they agree)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SPLIT_DIR = Path("data/split")
+TILES_DIR = Path("data/tiles")
+RUNS_DIR = Path("results/runs")
+SUMMARY_DIR = Path("results/summary")
+REPORT_DIR = Path("results/report")
+
+
+def split_file(split: str) -> Path:
+    """Normalised full images + masks of one split (``train`` or ``val``)."""
+    return SPLIT_DIR / f"{split}.npz"
+
+
+def split_manifest() -> Path:
+    return SPLIT_DIR / "split.json"
+
+
+def tiles_dir(size: int) -> Path:
+    return TILES_DIR / f"t{size}"
+
+
+def tiles_file(size: int, split: str) -> Path:
+    return tiles_dir(size) / f"{split}.npz"
+
+
+def tiles_manifest(size: int) -> Path:
+    return tiles_dir(size) / "manifest.csv"
+
+
+def run_dir(run_id: str) -> Path:
+    return RUNS_DIR / run_id
+
+
+def model_file(run_id: str) -> Path:
+    return run_dir(run_id) / "model.pt"
+
+
+def history_file(run_id: str) -> Path:
+    return run_dir(run_id) / "history.csv"
+
+
+def metrics_file(run_id: str) -> Path:
+    return run_dir(run_id) / "metrics.json"
+
+
+def checkpoint_file(run_id: str) -> Path:
+    """Last finished epoch, for resuming; not a pipeline output, removed when the run completes."""
+    return run_dir(run_id) / "resume" / "last.pt"
+
+
+def runs_table() -> Path:
+    return SUMMARY_DIR / "runs.csv"
+
+
+def summary_json() -> Path:
+    return SUMMARY_DIR / "summary.json"
+
+
+def histories_table() -> Path:
+    return SUMMARY_DIR / "histories.csv"
+
+
+def report_file() -> Path:
+    return REPORT_DIR / "REPORT.md"

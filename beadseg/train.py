@@ -1,0 +1,453 @@
+"""Train one run of the search: the loop, early stopping, per-epoch checkpoints, resume, history.
+
+Outputs of run ``ID`` (see :mod:`beadseg.paths`): ``model.pt`` (best weights, self-describing dict),
+``history.csv`` (one row per epoch) and ``metrics.json``. A per-epoch checkpoint under
+``results/runs/ID/resume/`` lets a killed run continue from its last finished epoch; it is removed
+when the run completes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io as _io
+import json
+import math
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from beadseg import __version__, paths
+from beadseg.config import Config, TrainConfig
+from beadseg.data.prepare import load_split, load_tiles
+from beadseg.devices import DeviceLease, amp_dtype, lease_device, set_threads
+from beadseg.errors import TrainingError
+from beadseg.evaluate import predict_images, score_predictions
+from beadseg.fsutil import atomic_path, write_json, write_text
+from beadseg.losses import build_loss
+from beadseg.metrics import dice_from_counts, jaccard_from_counts
+from beadseg.models import build_model
+
+CHECKPOINT_VERSION = 1
+HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_jaccard", "val_dice", "lr", "seconds", "optimizer_steps")
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def make_model(cfg: TrainConfig) -> torch.nn.Module:
+    return build_model(cfg.model, depth=cfg.depth, base_channels=cfg.base_channels, dropout=cfg.dropout,
+                       norm=cfg.norm, groups=cfg.groups)
+
+
+def make_loss(cfg: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    return build_loss(cfg.loss, dice_weight=cfg.dice_weight, focal_alpha=cfg.focal_alpha,
+                      focal_gamma=cfg.focal_gamma, tversky_alpha=cfg.tversky_alpha, tversky_beta=cfg.tversky_beta,
+                      boundary_weight=cfg.boundary_weight, boundary_width=cfg.boundary_width)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(epoch: int, cfg: TrainConfig) -> float:
+    """Multiplier of the base learning rate at the start of ``epoch`` (0-based): linear warm-up, then
+    constant or cosine (to 1 % of the base rate at max_epochs). Plateau reductions apply on top."""
+    if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
+        return (epoch + 1) / (cfg.warmup_epochs + 1)
+    if cfg.schedule == "cosine":
+        span = max(1, cfg.max_epochs - cfg.warmup_epochs)
+        progress = min(1.0, (epoch - cfg.warmup_epochs) / span)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0
+
+
+def batches(n_per_size: dict[int, int], batch_size: int, generator: torch.Generator) -> list[tuple[int, torch.Tensor]]:
+    """Shuffled mini-batches ``(tile size, indices)``; multi-scale runs interleave sizes batch by batch."""
+    out: list[tuple[int, torch.Tensor]] = []
+    for size, n in n_per_size.items():
+        order = torch.randperm(n, generator=generator)
+        out.extend((size, order[i:i + batch_size]) for i in range(0, n, batch_size))
+    perm = torch.randperm(len(out), generator=generator).tolist()
+    return [out[i] for i in perm]
+
+
+def augment(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample flips, 90-degree rotations and intensity / gamma jitter (seeded)."""
+    n = x.shape[0]
+
+    def draw(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator).to(x.device)
+
+    if cfg.augment_flips:
+        flip_h, flip_v = draw(n) < 0.5, draw(n) < 0.5
+        x = torch.where(flip_h[:, None, None, None], x.flip(-1), x)
+        y = torch.where(flip_h[:, None, None, None], y.flip(-1), y)
+        x = torch.where(flip_v[:, None, None, None], x.flip(-2), x)
+        y = torch.where(flip_v[:, None, None, None], y.flip(-2), y)
+    if cfg.augment_rot90:
+        k = torch.randint(0, 4, (n,), generator=generator)
+        if bool((k != 0).any()):
+            x = torch.stack([torch.rot90(x[i], int(k[i]), (-2, -1)) for i in range(n)])
+            y = torch.stack([torch.rot90(y[i], int(k[i]), (-2, -1)) for i in range(n)])
+    if cfg.augment_gamma > 0:
+        gamma = 1 + (draw(n) * 2 - 1) * cfg.augment_gamma
+        x = x.clamp_min(0) ** gamma[:, None, None, None]
+    if cfg.augment_intensity > 0:
+        scale = 1 + (draw(n) * 2 - 1) * cfg.augment_intensity
+        offset = (draw(n) * 2 - 1) * cfg.augment_intensity * 0.5
+        x = x * scale[:, None, None, None] + offset[:, None, None, None]
+    return x, y
+
+
+def fingerprint(cfg: TrainConfig, tiles: dict[int, int]) -> str:
+    """Identifies what a checkpoint was trained with; a resume only happens when it matches."""
+    payload = json.dumps({"config": cfg.to_dict(), "tiles": {str(k): v for k, v in tiles.items()},
+                          "version": CHECKPOINT_VERSION}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def history_csv(rows: list[dict[str, Any]]) -> str:
+    buf = _io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in HISTORY_FIELDS})
+    return buf.getvalue()
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a beadseg checkpoint or model file safely (tensors and plain data only)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class TileSet:
+    images: torch.Tensor  # (N, 1, S, S) float16
+    masks: torch.Tensor  # (N, 1, S, S) uint8
+
+    @classmethod
+    def load(cls, size: int, split: str, root: Path, device: torch.device) -> TileSet:
+        images, masks = load_tiles(size, split, root)
+        t_images = torch.from_numpy(np.ascontiguousarray(images))[:, None]
+        t_masks = torch.from_numpy(np.ascontiguousarray(masks))[:, None]
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            if t_images.nbytes + t_masks.nbytes < 0.25 * free:  # keep tiles on the GPU when they fit easily
+                t_images, t_masks = t_images.to(device), t_masks.to(device)
+        return cls(t_images, t_masks)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def batch(self, idx: torch.Tensor, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = idx.to(self.images.device)
+        x = self.images.index_select(0, idx).to(device, non_blocking=True).float()
+        y = self.masks.index_select(0, idx).to(device, non_blocking=True).float()
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+
+class Trainer:
+    """State of one run between epochs (everything a checkpoint holds)."""
+
+    def __init__(self, run_id: str, cfg: TrainConfig, lease: DeviceLease, root: Path, progress: bool) -> None:
+        self.run_id, self.cfg, self.lease, self.root, self.progress = run_id, cfg, lease, root, progress
+        self.device = lease.device
+        self.channels_last = cfg.channels_last
+        self.amp = amp_dtype(self.device) if cfg.amp else None
+        self.train_sets = {s: TileSet.load(s, "train", root, self.device) for s in cfg.tile_sizes}
+        self.val_set = TileSet.load(cfg.tile_size, "val", root, self.device)
+        self.n_tiles = {s: len(t) for s, t in self.train_sets.items()}
+        torch.manual_seed(cfg.seed)
+        self.model = make_model(cfg)
+        if cfg.init_from:
+            self._init_from(cfg.init_from)
+        self.model.to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.loss_fn = make_loss(cfg)
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", factor=0.5,
+                                                                   patience=max(1, cfg.patience // 3))
+                        if cfg.schedule == "plateau" else None)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
+        self.history: list[dict[str, Any]] = []
+        self.best_jaccard = -1.0
+        self.best_epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad_epochs = 0
+        self.optimizer_steps = 0
+        self.status = "running"
+        self.fingerprint = fingerprint(cfg, self.n_tiles)
+
+    def _init_from(self, other: str) -> None:
+        path = self.root / paths.model_file(other)
+        if not path.is_file():
+            raise TrainingError(f"run '{self.run_id}' starts from run '{other}', but '{path}' does not exist: "
+                                f"train '{other}' first")
+        state = load_checkpoint(path)["state_dict"]
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError:
+            raise TrainingError(f"run '{self.run_id}': init_from '{other}' has a different architecture "
+                                "(model, depth, base_channels, norm must match)") from None
+
+    # -- checkpointing
+    def state(self) -> dict[str, Any]:
+        return {
+            "format": "beadseg-checkpoint", "version": CHECKPOINT_VERSION, "beadseg_version": __version__,
+            "run_id": self.run_id, "epoch": len(self.history), "fingerprint": self.fingerprint,
+            "config": self.cfg.to_dict(), "model_state": self.model.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "plateau_state": self.plateau.state_dict() if self.plateau else {},
+            "scaler_state": self.scaler.state_dict(), "history": self.history, "best_jaccard": self.best_jaccard,
+            "best_epoch": self.best_epoch, "best_state": self.best_state or {}, "bad_epochs": self.bad_epochs,
+            "optimizer_steps": self.optimizer_steps, "rng_state": torch.get_rng_state(),
+        }
+
+    def save_checkpoint(self) -> None:
+        with atomic_path(self.root / paths.checkpoint_file(self.run_id)) as tmp:
+            torch.save(self.state(), tmp)
+
+    def try_resume(self) -> bool:
+        path = self.root / paths.checkpoint_file(self.run_id)
+        if not path.is_file():
+            return False
+        try:
+            ckpt = load_checkpoint(path)
+        except Exception as exc:  # a damaged checkpoint must not block the run: start over
+            print(f"train[{self.run_id}]: ignoring unreadable checkpoint {path}: {exc}", file=sys.stderr)
+            return False
+        if ckpt.get("fingerprint") != self.fingerprint:
+            print(f"train[{self.run_id}]: settings changed since {path} was written; starting over", file=sys.stderr)
+            return False
+        self.model.load_state_dict(ckpt["model_state"])
+        self.optimizer.load_state_dict(ckpt["optimizer_state"])
+        if self.plateau:
+            self.plateau.load_state_dict(ckpt["plateau_state"])
+        self.scaler.load_state_dict(ckpt["scaler_state"])
+        self.history = list(ckpt["history"])
+        self.best_jaccard, self.best_epoch = float(ckpt["best_jaccard"]), int(ckpt["best_epoch"])
+        self.best_state = ckpt["best_state"] or None
+        self.bad_epochs, self.optimizer_steps = int(ckpt["bad_epochs"]), int(ckpt["optimizer_steps"])
+        torch.set_rng_state(ckpt["rng_state"])
+        print(f"train[{self.run_id}]: resuming after epoch {len(self.history)} from {path}", file=sys.stderr)
+        return True
+
+    # -- one epoch
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp)
+
+    def train_epoch(self, epoch: int) -> float:
+        cfg = self.cfg
+        self.model.train()
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        plan = batches(self.n_tiles, cfg.batch_size, gen)
+        total, count = 0.0, 0
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, (size, idx) in enumerate(plan):
+            x, y = self.train_sets[size].batch(idx, self.device, self.channels_last)
+            x, y = augment(x, y, cfg, gen)
+            with self._autocast():
+                logits = self.model(x)
+            loss = self.loss_fn(logits.float(), y)
+            if not torch.isfinite(loss):
+                return float("nan")
+            self.scaler.scale(loss / cfg.accumulation_steps).backward()
+            if (i + 1) % cfg.accumulation_steps == 0 or i + 1 == len(plan):
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer_steps += 1
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        return total / max(1, count)
+
+    @torch.inference_mode()
+    def validate(self) -> tuple[float, float, float]:
+        self.model.eval()
+        total, tp, fp, fn = 0.0, 0, 0, 0
+        n = len(self.val_set)
+        for start in range(0, n, self.cfg.batch_size):
+            idx = torch.arange(start, min(n, start + self.cfg.batch_size))
+            x, y = self.val_set.batch(idx, self.device, self.channels_last)
+            with self._autocast():
+                logits = self.model(x)
+            logits = logits.float()
+            total += float(self.loss_fn(logits, y)) * len(idx)
+            pred, true = logits > 0, y > 0.5
+            tp += int((pred & true).sum())
+            fp += int((pred & ~true).sum())
+            fn += int((~pred & true).sum())
+        return total / max(1, n), jaccard_from_counts(tp, fp, fn), dice_from_counts(tp, fp, fn)
+
+    def set_lr(self, epoch: int) -> float:
+        base = self.cfg.lr * lr_factor(epoch, self.cfg)
+        plateau_scale = 1.0
+        if self.plateau is not None:  # ReduceLROnPlateau lowers group lr; keep its cumulative factor
+            plateau_scale = self.optimizer.param_groups[0].get("plateau_scale", 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = base * plateau_scale
+        return base * plateau_scale
+
+    def fit(self) -> None:
+        cfg = self.cfg
+        start = len(self.history)
+        for epoch in range(start, cfg.max_epochs):
+            t0 = time.perf_counter()
+            lr = self.set_lr(epoch)
+            train_loss = self.train_epoch(epoch)
+            if not math.isfinite(train_loss):
+                self.status = "diverged"
+                print(f"train[{self.run_id}]: loss became NaN/inf in epoch {epoch + 1}: run diverged "
+                      f"(lr {cfg.lr:g}); stopping it", file=sys.stderr)
+                break
+            val_loss, val_j, val_d = self.validate()
+            if not math.isfinite(val_loss):
+                self.status = "diverged"
+                break
+            row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_jaccard": val_j,
+                   "val_dice": val_d, "lr": lr, "seconds": time.perf_counter() - t0,
+                   "optimizer_steps": self.optimizer_steps}
+            self.history.append(row)
+            if val_j > self.best_jaccard + cfg.min_delta or self.best_state is None:
+                self.best_jaccard, self.best_epoch, self.bad_epochs = val_j, epoch + 1, 0
+                self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            else:
+                self.bad_epochs += 1
+            if self.plateau is not None:
+                before = self.optimizer.param_groups[0]["lr"]
+                self.plateau.step(val_j)
+                after = self.optimizer.param_groups[0]["lr"]
+                if after < before:
+                    for group in self.optimizer.param_groups:
+                        group["plateau_scale"] = group.get("plateau_scale", 1.0) * after / before
+            if self.progress:
+                print(f"train[{self.run_id}]: epoch {epoch + 1}/{cfg.max_epochs} loss {train_loss:.4f} "
+                      f"val_loss {val_loss:.4f} val_jaccard {val_j:.4f} (best {self.best_jaccard:.4f} @ "
+                      f"{self.best_epoch}) {row['seconds']:.1f}s", file=sys.stderr, flush=True)
+            self.save_checkpoint()
+            if self.bad_epochs >= cfg.patience:
+                self.status = "early_stopped"
+                break
+        else:
+            self.status = "completed"
+        if self.status == "running":
+            self.status = "completed"
+
+
+def _write_outputs(trainer: Trainer, metrics: dict[str, Any]) -> None:
+    root, run_id = trainer.root, trainer.run_id
+    state = trainer.best_state or {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
+    with atomic_path(root / paths.model_file(run_id)) as tmp:
+        torch.save({"format": "beadseg-model", "version": CHECKPOINT_VERSION, "beadseg_version": __version__,
+                    "run_id": run_id, "epoch": trainer.best_epoch, "config": trainer.cfg.to_dict(),
+                    "state_dict": state, "best_val_jaccard": metrics["best_val_jaccard"]}, tmp)
+    write_text(root / paths.history_file(run_id), history_csv(trainer.history))
+    write_json(root / paths.metrics_file(run_id), metrics)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf become None (strict JSON parsers and DVC reject NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def train_run(config: Config, run_id: str, threads: int = 1, root: Path = Path("."), progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) one run and write its model, history and metrics. Returns the metrics."""
+    cfg = config.run(run_id)
+    set_threads(threads)
+    wall0 = time.perf_counter()
+    with lease_device() as lease:
+        if lease.is_cuda:
+            torch.backends.cudnn.benchmark = True
+            torch.cuda.reset_peak_memory_stats(lease.device)
+        try:
+            trainer = Trainer(run_id, cfg, lease, root, progress)
+            resumed = trainer.try_resume()
+            if progress:
+                print(f"train[{run_id}]: {lease.name}, tiles {trainer.n_tiles} (val {len(trainer.val_set)}), "
+                      f"{threads} thread(s), effective batch {cfg.effective_batch_size}", file=sys.stderr)
+            trainer.fit()
+            train_time = time.perf_counter() - wall0
+            full: dict[str, Any] = {}
+            if trainer.best_state is not None:
+                trainer.model.load_state_dict(trainer.best_state)
+                val = load_split("val", root)
+                probs = predict_images(trainer.model, {s: im for s, (im, _) in val.items()}, cfg, trainer.device,
+                                       trainer.amp)
+                full = score_predictions(probs, {s: m for s, (_, m) in val.items()})
+        except torch.cuda.OutOfMemoryError:
+            raise TrainingError(
+                f"run '{run_id}': CUDA out of memory on {lease.name} with batch_size {cfg.batch_size} at tile size "
+                f"{cfg.tile_size}: lower batch_size and raise accumulation_steps (effective batch is "
+                f"{cfg.effective_batch_size}), or use a smaller tile size") from None
+        history = trainer.history
+        metrics: dict[str, Any] = {
+            "run_id": run_id,
+            "status": trainer.status,
+            "best_val_jaccard": trainer.best_jaccard if trainer.best_state is not None else 0.0,
+            "final_val_jaccard": history[-1]["val_jaccard"] if history else 0.0,
+            "best_val_dice": max((h["val_dice"] for h in history), default=0.0),
+            "best_epoch": trainer.best_epoch,
+            "epochs_run": len(history),
+            "optimizer_steps": trainer.optimizer_steps,
+            "effective_batch_size": cfg.effective_batch_size,
+            "resumed": resumed,
+            "device": lease.device.type if not lease.fake else "cpu (fake gpu)",
+            "device_name": lease.name,
+            "gpu_id": lease.gpu_id,
+            "threads": threads,
+            "train_tiles": sum(trainer.n_tiles.values()),
+            "val_tiles": len(trainer.val_set),
+            "train_seconds": sum(h["seconds"] for h in history),
+            "wall_seconds": time.perf_counter() - wall0,
+            "peak_memory_mb": peak_memory_mb(lease.device),
+            **full,
+            "params": cfg.to_dict(),
+        }
+        metrics = {k: _clean(v) for k, v in metrics.items()}
+        _write_outputs(trainer, metrics)
+    ckpt = root / paths.checkpoint_file(run_id)
+    if ckpt.exists():
+        ckpt.unlink()
+        with contextlib.suppress(OSError):
+            ckpt.parent.rmdir()
+    if progress:
+        print(f"train[{run_id}]: {metrics['status']} after {metrics['epochs_run']} epochs; best val Jaccard "
+              f"{metrics['best_val_jaccard']:.4f} (epoch {metrics['best_epoch']}), full-image "
+              f"{metrics.get('full_val_jaccard') or float('nan'):.4f}", file=sys.stderr)
+    return metrics
+
+
+def iter_metrics(run_ids: list[str], root: Path = Path(".")) -> Iterator[dict[str, Any]]:
+    for run_id in run_ids:
+        yield json.loads((root / paths.metrics_file(run_id)).read_text())
+
+
+__all__ = ["train_run", "load_checkpoint", "lr_factor", "augment", "batches", "HISTORY_FIELDS", "os"]
