@@ -152,6 +152,13 @@ class AnalysisConfig:
     top_k: int
     overfit_drop_threshold: float
     title: str
+    near_cap_fraction: float = 0.8
+    resolution_margin: float = 0.02
+    replicate_std_threshold: float = 0.02
+    confidence: float = 0.95
+    bootstrap_samples: int = 2000
+    bootstrap_seed: int = 0
+    gradient_max_tiles: int = 64
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,7 @@ class Config:
     runs: Mapping[str, TrainConfig]
     analysis: AnalysisConfig
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    finetune_ids: tuple[str, ...] = ()
     source: str = "params.yaml"
 
     @property
@@ -212,8 +220,8 @@ def _schema_errors(params: Mapping[str, Any]) -> list[str]:
             extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, Mapping) else []
             messages.append(f"{where}: unknown setting(s) {extra}; valid settings are {', '.join(allowed)}")
         elif err.validator == "pattern" and "runs" in list(err.absolute_path)[:1]:
-            messages.append(f"{where}: run id must be lower case letters, digits, '-' or '_' "
-                            f"and start with a letter (got {err.instance!r})")
+            messages.append(f"run id {err.instance!r} is not path-safe: use lower case letters, digits, "
+                            "'-' or '_', starting with a letter, at most 80 characters (no dots)")
         elif err.validator == "propertyNames":
             messages.append(f"run id {err.instance!r} is not path-safe: use lower case letters, digits, "
                             "'-' or '_', starting with a letter, at most 80 characters (no dots)")
@@ -254,13 +262,20 @@ def validate(params: Mapping[str, Any], source: str = "params.yaml") -> Config:
 
     train_defaults_raw = {**_defaults(schema()["$defs"]["train"]), **params.get("train", {})}
     defaults = TrainConfig.from_dict(train_defaults_raw)
-    overrides = {run_id: dict(over or {}) for run_id, over in params["runs"].items()}
+    clash = sorted(set(params["runs"]) & set(params["finetune"]))
+    if clash:
+        raise ConfigError(f"{source}: run id(s) {clash} appear in both runs and finetune; run ids must be unique")
+    for run_id, over in params["runs"].items():
+        if (over or {}).get("init_from"):
+            raise ConfigError(f"{source}: runs.{run_id} sets init_from: move it to the finetune table "
+                              "(runs that start from another run's checkpoint live there, so DVC knows the dependency)")
+    overrides = {run_id: dict(over or {}) for run_id, over in [*params["runs"].items(), *params["finetune"].items()]}
     runs = {run_id: TrainConfig.from_dict({**train_defaults_raw, **over}) for run_id, over in overrides.items()}
     _check_runs(runs, tiling, source)
 
     analysis = AnalysisConfig(**{**_defaults(props["analysis"]), **params.get("analysis", {})})
     return Config(data=data, tiling=tiling, train_defaults=defaults, runs=runs, analysis=analysis,
-                  overrides=overrides, source=source)
+                  overrides=overrides, finetune_ids=tuple(params["finetune"]), source=source)
 
 
 def _check_runs(runs: Mapping[str, TrainConfig], tiling: TilingConfig, source: str) -> None:

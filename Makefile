@@ -1,0 +1,50 @@
+# A newcomer's two commands:  make run  (the demo search)   and   make test
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+CORES ?= 2
+# CPU machines get the CPU build of torch (small); machines with an NVIDIA driver get pip's default
+# (CUDA) build. Override with e.g.  make install TORCH_SPEC='torch==2.13.0' TORCH_INDEX_URL=<your index>
+TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.2' || echo 'torch==2.13.0')
+TORCH_INDEX_URL ?=
+SNAKEMAKE := PATH="$(BIN):$$PATH" $(BIN)/snakemake
+
+.PHONY: install run dry-run report-html test test-fast benchmark clean-results help
+
+help:
+	@echo "make run      - install (if needed) and run the demo search under Snakemake on $(CORES) cores"
+	@echo "make test     - install (if needed) and run the test suite"
+	@echo "make install  - create $(VENV) and install beadseg with its dependencies"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || \
+		$(BIN)/python -m pip install $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(SNAKEMAKE) --cores $(CORES) --rerun-incomplete
+	@echo
+	@echo "Report: $(abspath results/report/REPORT.md)"
+
+dry-run: install
+	$(SNAKEMAKE) -n --cores 8 --resources gpu=2
+
+report-html: install
+	$(SNAKEMAKE) --report report.html
+	@echo "HTML report: $(abspath report.html)"
+
+test: install
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q
+
+test-fast: install
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not integration"
+
+benchmark: install
+	PATH="$(BIN):$$PATH" $(BIN)/python benchmarks/train_step.py
+
+clean-results:
+	rm -rf results logs benchmarks/*/ .snakemake/metadata

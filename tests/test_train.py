@@ -1,0 +1,191 @@
+"""The training loop on tiny real data: outputs, determinism, resume, divergence, accumulation."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from beadseg import paths
+from beadseg.config import validate
+from beadseg.train import Trainer, augment, load_checkpoint, lr_factor, train_run
+from tests.tiny_project import make_tiny_project, tiny_params
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    make_tiny_project(root)
+    return root
+
+
+def config(**train):
+    return validate(tiny_params(**train))
+
+
+def history(root: Path, run: str = "a") -> pd.DataFrame:
+    return pd.read_csv(root / paths.history_file(run))
+
+
+def test_run_writes_model_history_and_metrics(project):
+    metrics = train_run(config(), "a", root=project, progress=False)
+    assert metrics["status"] in {"completed", "early_stopped"}
+    assert metrics["epochs_run"] == len(history(project)) == 3
+    on_disk = json.loads((project / paths.metrics_file("a")).read_text())
+    for key in ("best_val_jaccard", "final_val_jaccard", "best_epoch", "device", "wall_seconds",
+                "full_val_jaccard", "full_val_dice", "bead_f1", "bead_count_error", "bead_precision",
+                "bead_recall", "bead_mean_diameter_error_px", "peak_memory_mb"):
+        assert key in on_disk, key
+    assert 0.0 <= on_disk["full_val_jaccard"] <= 1.0
+    assert list(history(project).columns) == ["epoch", "train_loss", "val_loss", "val_jaccard", "val_dice", "lr",
+                                              "seconds", "optimizer_steps"]
+    model = load_checkpoint(project / paths.model_file("a"))  # weights_only=True inside
+    assert {"state_dict", "config", "run_id", "epoch", "version"} <= set(model)
+    assert model["run_id"] == "a" and model["epoch"] == on_disk["best_epoch"]
+    assert not (project / paths.checkpoint_file("a")).exists()  # removed once complete
+
+
+def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=["seconds"])
+
+
+def test_same_seed_gives_identical_history_and_other_seed_differs(project):
+    train_run(config(), "a", root=project, progress=False)
+    first = _comparable(history(project))
+    train_run(config(), "a", root=project, progress=False)
+    pd.testing.assert_frame_equal(first, _comparable(history(project)))
+    train_run(config(seed=5), "a", root=project, progress=False)
+    assert not first.equals(_comparable(history(project)))
+
+
+def test_accumulation_changes_the_number_of_optimizer_steps(project):
+    n_train = len(__import__("numpy").load(project / paths.tiles_file(64, "train"))["images"])
+    batches_per_epoch = math.ceil(n_train / 4)
+    m1 = train_run(config(max_epochs=1), "a", root=project, progress=False)
+    m2 = train_run(config(max_epochs=1, accumulation_steps=2), "a", root=project, progress=False)
+    assert m1["optimizer_steps"] == batches_per_epoch
+    assert m2["optimizer_steps"] == math.ceil(batches_per_epoch / 2)
+    assert m2["effective_batch_size"] == 8
+
+
+def test_absurd_learning_rate_is_reported_as_diverged(project):
+    metrics = train_run(config(lr=1e30, max_epochs=3), "a", root=project, progress=False)
+    assert metrics["status"] == "diverged"
+    assert json.loads((project / paths.metrics_file("a")).read_text())["status"] == "diverged"
+    assert (project / paths.model_file("a")).is_file()
+
+
+def test_interrupted_run_resumes_from_its_last_epoch(project, monkeypatch):
+    cfg = config(max_epochs=3, patience=10)
+    train_run(cfg, "a", root=project, progress=False)
+    uninterrupted = _comparable(history(project))
+
+    real_epoch = Trainer.train_epoch
+
+    def crash_in_third_epoch(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt  # stands in for a kill in the middle of epoch 3
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", crash_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, "a", root=project, progress=False)
+    assert (project / paths.checkpoint_file("a")).is_file()
+    monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
+    metrics = train_run(cfg, "a", root=project, progress=False)
+    assert metrics["resumed"] is True
+    resumed = _comparable(history(project))
+    assert list(resumed["epoch"]) == [1, 2, 3]
+    pd.testing.assert_frame_equal(uninterrupted, resumed)
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(project, monkeypatch):
+    real_epoch = Trainer.train_epoch
+
+    def crash(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(config(max_epochs=2), "a", root=project, progress=False)
+    monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
+    metrics = train_run(config(max_epochs=2, lr=1e-3), "a", root=project, progress=False)
+    assert metrics["resumed"] is False
+
+
+def test_kill_9_mid_run_then_rerun_resumes(project, tmp_path):
+    params = tiny_params(max_epochs=40, patience=40)
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    ckpt = project / paths.checkpoint_file("a")
+    if ckpt.exists():
+        ckpt.unlink()
+    env = {**os.environ, "BEADSEG_DEVICE": "cpu"}
+    cmd = [sys.executable, "-m", "beadseg", "train", "--run", "a", "--threads", "1"]
+    proc = subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not ckpt.exists():
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), "no checkpoint was written before the kill"
+    done = load_checkpoint(ckpt)["epoch"]
+    assert 1 <= done < 40
+    params["train"]["max_epochs"] = 40
+    out = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"resuming after epoch {done}" in out.stderr or f"resuming after epoch {done + 1}" in out.stderr
+    assert list(history(project)["epoch"]) == list(range(1, 41))
+
+
+def test_finetune_starts_from_the_other_runs_best_weights(project):
+    params = tiny_params(max_epochs=1)
+    params["finetune"] = {"b": {"init_from": "a", "tile_size": 128}}
+    cfg = validate(params)
+    train_run(cfg, "a", root=project, progress=False)
+    from beadseg.devices import DeviceLease
+
+    trainer = Trainer("b", cfg.run("b"), DeviceLease(torch.device("cpu"), None, "cpu"), project, False)
+    source = load_checkpoint(project / paths.model_file("a"))["state_dict"]
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value.cpu(), source[key]), key
+
+
+def test_multiscale_run_trains_on_both_tile_sizes(project):
+    from beadseg.devices import DeviceLease
+
+    cfg = config(extra_tile_sizes=[128])
+    trainer = Trainer("a", cfg.run("a"), DeviceLease(torch.device("cpu"), None, "cpu"), project, False)
+    assert set(trainer.n_tiles) == {64, 128} and all(n > 0 for n in trainer.n_tiles.values())
+
+
+def test_lr_schedule_known_values():
+    cfg = config(max_epochs=10, warmup_epochs=1, schedule="cosine").run("a")
+    assert lr_factor(0, cfg) == pytest.approx(0.5)
+    assert lr_factor(1, cfg) == pytest.approx(1.0)
+    assert lr_factor(10, cfg) == pytest.approx(0.01)
+    assert lr_factor(5, config().run("a")) == 1.0
+
+
+def test_augmentation_moves_image_and_mask_together():
+    cfg = config(augment_intensity=0.0, augment_gamma=0.0).run("a")
+    x = torch.rand(16, 1, 32, 32)
+    xa, ya = augment(x.clone(), x.clone(), cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(xa, ya)
+    assert not torch.equal(xa, x)  # something was flipped / rotated
+    xb, _ = augment(x.clone(), x.clone(), cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(xa, xb)  # seeded
