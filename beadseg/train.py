@@ -90,17 +90,21 @@ def augment(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torch
     def draw(*shape: int) -> torch.Tensor:
         return torch.rand(*shape, generator=generator).to(x.device)
 
+    if cfg.augment_flips or cfg.augment_rot90:
+        x, y = x.clone(), y.clone()  # transformed in place below, per selected sample
     if cfg.augment_flips:
-        flip_h, flip_v = draw(n) < 0.5, draw(n) < 0.5
-        x = torch.where(flip_h[:, None, None, None], x.flip(-1), x)
-        y = torch.where(flip_h[:, None, None, None], y.flip(-1), y)
-        x = torch.where(flip_v[:, None, None, None], x.flip(-2), x)
-        y = torch.where(flip_v[:, None, None, None], y.flip(-2), y)
+        for dim in (-1, -2):
+            idx = (draw(n) < 0.5).nonzero().flatten()
+            if len(idx):
+                x[idx] = x[idx].flip(dim)
+                y[idx] = y[idx].flip(dim)
     if cfg.augment_rot90:
-        k = torch.randint(0, 4, (n,), generator=generator)
-        if bool((k != 0).any()):
-            x = torch.stack([torch.rot90(x[i], int(k[i]), (-2, -1)) for i in range(n)])
-            y = torch.stack([torch.rot90(y[i], int(k[i]), (-2, -1)) for i in range(n)])
+        k = torch.randint(0, 4, (n,), generator=generator).to(x.device)
+        for turns in (1, 2, 3):
+            idx = (k == turns).nonzero().flatten()
+            if len(idx):
+                x[idx] = torch.rot90(x[idx], turns, (-2, -1))
+                y[idx] = torch.rot90(y[idx], turns, (-2, -1))
     if cfg.augment_gamma > 0:
         gamma = 1 + (draw(n) * 2 - 1) * cfg.augment_gamma
         x = x.clamp_min(0) ** gamma[:, None, None, None]

@@ -1,0 +1,213 @@
+"""Training-step benchmark: beadseg's U-Net vs a plain reference U-Net, epoch overhead, conv ceiling.
+
+Usage:  python benchmarks/train_step.py [--tile 256] [--batch 8] [--depth 3] [--channels 8] [--threads 1]
+
+Prints, side by side from one process run:
+  * tiles/s of one training step (forward + backward + Adam) for beadseg's U-Net and for a plain U-Net
+    written below with the same depth and channels, and their ratio (beadseg / reference);
+  * the fraction of a real beadseg epoch (train + validation) spent outside forward/backward/step
+    (input pipeline, augmentation, metrics);
+  * achieved GFLOP/s of the beadseg step against a measured 3x3-convolution ceiling on this machine.
+Writes the same figures as JSON to benchmarks/out/train_step.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from beadseg.config import validate  # noqa: E402
+from beadseg.devices import DeviceLease  # noqa: E402
+from beadseg.losses import build_loss  # noqa: E402
+from beadseg.models import build_model  # noqa: E402
+from beadseg.train import Trainer  # noqa: E402
+
+
+class RefBlock(nn.Sequential):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
+                         nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class ReferenceUNet(nn.Module):
+    """The textbook U-Net, nothing tuned: the yardstick beadseg's model must not fall behind."""
+
+    def __init__(self, depth: int, base: int) -> None:
+        super().__init__()
+        chans = [base * 2**i for i in range(depth)]
+        self.down = nn.ModuleList([RefBlock(1 if i == 0 else chans[i - 1], c) for i, c in enumerate(chans)])
+        self.up = nn.ModuleList([nn.ConvTranspose2d(chans[i], chans[i - 1], 2, stride=2) for i in range(depth - 1, 0, -1)])
+        self.dec = nn.ModuleList([RefBlock(chans[i - 1] * 2, chans[i - 1]) for i in range(depth - 1, 0, -1)])
+        self.head = nn.Conv2d(base, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else nn.functional.max_pool2d(x, 2))
+            skips.append(x)
+        for up, dec, skip in zip(self.up, self.dec, reversed(skips[:-1])):
+            x = dec(torch.cat([up(x), skip], 1))
+        return self.head(x)
+
+
+def time_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, warmup: int = 2) -> float:
+    """Seconds per training step (best of the measured steps' mean over 2 rounds)."""
+    loss_fn = build_loss("combined")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        best = min(best, (time.perf_counter() - t0) / steps)
+    return best
+
+
+def step_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    loss_fn = build_loss("combined")
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(model(x), y).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def conv_ceiling(batch: int, tile: int, channels_last: bool) -> tuple[float, str]:
+    """Best measured GFLOP/s of a bare 3x3 convolution (forward + backward) over a few typical shapes."""
+    best, best_shape = 0.0, ""
+    for cin, size in ((16, tile), (32, tile // 2), (64, tile // 4)):
+        conv = nn.Conv2d(cin, cin, 3, padding=1, bias=False)
+        x = torch.randn(batch, cin, size, size, requires_grad=True)
+        if channels_last:
+            conv = conv.to(memory_format=torch.channels_last)
+            x = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+        with FlopCounterMode(display=False) as counter:
+            conv(x).sum().backward()
+        flops = counter.get_total_flops()
+        for _ in range(2):
+            conv(x).sum().backward()
+        t0 = time.perf_counter()
+        n = 5
+        for _ in range(n):
+            conv(x).sum().backward()
+        gflops = flops * n / (time.perf_counter() - t0) / 1e9
+        if gflops > best:
+            best, best_shape = gflops, f"{cin}->{cin} @ {size}x{size}"
+    return best, best_shape
+
+
+def epoch_overhead(depth: int, base: int, tile: int, batch: int) -> dict[str, float]:
+    """Time one real beadseg epoch (train + validate) and the pure compute of the same batches."""
+    from tests.tiny_project import make_tiny_project
+
+    params = {
+        "data": {"source": "synthetic", "synthetic": {"n_images": 8, "size": 2 * tile, "seed": 0}},
+        "tiling": {"sizes": [tile], "stride_fraction": 1.0},
+        "train": {"depth": depth, "base_channels": base, "batch_size": batch, "tile_size": tile, "max_epochs": 1},
+        "runs": {"bench": {}},
+        "finetune": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        cfg = make_tiny_project(root, params)
+        trainer = Trainer("bench", cfg.run("bench"), DeviceLease(torch.device("cpu"), None, "cpu"), root, False)
+        trainer.train_epoch(0)  # warm-up
+        t0 = time.perf_counter()
+        trainer.train_epoch(1)
+        trainer.validate()
+        epoch_s = time.perf_counter() - t0
+        n_train, n_val = len(trainer.train_sets[tile]), len(trainer.val_set)
+        x = torch.rand(batch, 1, tile, tile).contiguous(memory_format=torch.channels_last)
+        y = (torch.rand(batch, 1, tile, tile) > 0.85).float()
+        model = trainer.model
+        step_s = time_steps(model, x, y, steps=3, warmup=1)
+        model.eval()
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            for _ in range(3):
+                model(x)
+            fwd_s = (time.perf_counter() - t0) / 3
+        compute_s = step_s * n_train / batch + fwd_s * n_val / batch
+    return {"epoch_seconds": epoch_s, "compute_seconds": compute_s,
+            "overhead_fraction": max(0.0, 1 - compute_s / epoch_s), "train_tiles": n_train, "val_tiles": n_val}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tile", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--depth", type=int, default=3)
+    ap.add_argument("--channels", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=4)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    x = torch.rand(args.batch, 1, args.tile, args.tile)
+    y = (torch.rand_like(x) > 0.85).float()
+    ours = build_model("unet", depth=args.depth, base_channels=args.channels, dropout=0.0, norm="batch")
+    ref = ReferenceUNet(args.depth, args.channels)
+    cfg = validate({"data": {}, "runs": {"a": {}}, "finetune": {}}).run("a")
+    x_ours = x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
+    if cfg.channels_last:
+        ours = ours.to(memory_format=torch.channels_last)
+
+    ref_s = time_steps(ref, x, y, args.steps)
+    ours_s = time_steps(ours, x_ours, y, args.steps)
+    flops = step_flops(ours, x_ours, y)
+    ceiling, ceiling_shape = conv_ceiling(args.batch, args.tile, cfg.channels_last)
+    achieved = flops / ours_s / 1e9
+    overhead = epoch_overhead(args.depth, args.channels, args.tile, args.batch)
+
+    result = {
+        "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "threads": args.threads,
+        "tile": args.tile, "batch": args.batch, "depth": args.depth, "base_channels": args.channels,
+        "reference_tiles_per_s": args.batch / ref_s, "beadseg_tiles_per_s": args.batch / ours_s,
+        "ratio_beadseg_over_reference": ref_s / ours_s,
+        "step_gflop": flops / 1e9, "achieved_gflops": achieved, "conv_ceiling_gflops": ceiling,
+        "conv_ceiling_shape": ceiling_shape, "fraction_of_ceiling": achieved / ceiling, **overhead,
+    }
+    rows = [
+        ("reference U-Net (NCHW, textbook)", f"{result['reference_tiles_per_s']:.2f} tiles/s"),
+        ("beadseg U-Net (as trained)", f"{result['beadseg_tiles_per_s']:.2f} tiles/s"),
+        ("ratio beadseg / reference", f"{result['ratio_beadseg_over_reference']:.2f}x   (target >= 1.0)"),
+        ("epoch time outside fwd/bwd/step", f"{100 * result['overhead_fraction']:.1f} %   (target <= 5 %; "
+                                             f"epoch {overhead['epoch_seconds']:.2f} s)"),
+        ("achieved (beadseg step)", f"{achieved:.1f} GFLOP/s ({result['step_gflop']:.2f} GFLOP per step)"),
+        ("3x3 conv ceiling", f"{ceiling:.1f} GFLOP/s ({ceiling_shape})"),
+        ("fraction of ceiling", f"{100 * result['fraction_of_ceiling']:.0f} %   (target >= 50 %)"),
+    ]
+    print(f"beadseg training-step benchmark: tile {args.tile}, batch {args.batch}, depth {args.depth}, "
+          f"base channels {args.channels}, {args.threads} thread(s), torch {torch.__version__}")
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+    out = ROOT / "benchmarks" / "out" / "train_step.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"  written: {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
