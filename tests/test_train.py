@@ -189,3 +189,52 @@ def test_augmentation_moves_image_and_mask_together():
     assert not torch.equal(xa, x)  # something was flipped / rotated
     xb, _ = augment(x.clone(), x.clone(), cfg, torch.Generator().manual_seed(0))
     assert torch.equal(xa, xb)  # seeded
+
+
+@pytest.mark.parametrize(
+    ("settings", "check"),
+    [
+        ({"norm": "group", "groups": 2}, lambda m: any(isinstance(x, torch.nn.GroupNorm) for x in m.modules())
+         and not any(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())),
+        ({"norm": "instance"}, lambda m: any(isinstance(x, torch.nn.InstanceNorm2d) for x in m.modules())),
+        ({"dropout": 0.0}, lambda m: not any(isinstance(x, torch.nn.Dropout2d) for x in m.modules())),
+        ({"dropout": 0.4}, lambda m: any(isinstance(x, torch.nn.Dropout2d) and x.p == 0.4 for x in m.modules())),
+        ({"depth": 4}, lambda m: sum(isinstance(x, torch.nn.ConvTranspose2d) for x in m.modules()) == 3),
+        ({"model": "attention_unet"}, lambda m: "Attention" in "".join(type(x).__name__ for x in m.modules())),
+        ({"base_channels": 6}, lambda m: next(x for x in m.modules() if isinstance(x, torch.nn.Conv2d)).out_channels == 6),
+    ],
+)
+def test_model_settings_from_params_reach_the_model(settings, check):
+    from beadseg.train import make_model
+
+    assert check(make_model(config(**settings).run("a")))
+
+
+def test_optimizer_settings_reach_the_optimizer():
+    from beadseg.train import make_model, make_optimizer
+
+    cfg = config(optimizer="adamw", weight_decay=0.05, lr=2e-3).run("a")
+    opt = make_optimizer(make_model(cfg), cfg)
+    assert isinstance(opt, torch.optim.AdamW)
+    assert opt.param_groups[0]["weight_decay"] == 0.05 and opt.param_groups[0]["lr"] == 2e-3
+
+
+def test_plateau_schedule_lowers_the_learning_rate(project):
+    from beadseg.devices import DeviceLease
+
+    cfg = config(schedule="plateau", patience=3, max_epochs=6, lr=1e-3)
+    trainer = Trainer("a", cfg.run("a"), DeviceLease(torch.device("cpu"), None, "cpu"), project, False)
+    trainer.validate = lambda: (0.5, 0.3, 0.4)  # val Jaccard never improves
+    trainer.fit()
+    lrs = [row["lr"] for row in trainer.history]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] < lrs[0]
+
+
+def test_loss_setting_selects_the_loss():
+    from beadseg.train import make_loss
+
+    logits = torch.randn(2, 1, 16, 16)
+    target = (torch.rand(2, 1, 16, 16) > 0.7).float()
+    values = {name: float(make_loss(config(loss=name).run("a"))(logits, target))
+              for name in ("dice", "focal", "combined", "tversky", "bce", "dice_bce", "boundary")}
+    assert len({round(v, 6) for v in values.values()}) == len(values)
