@@ -1,7 +1,15 @@
 """The analysis steps: aggregate (runs.csv, summary.json) -> figures -> report.
 
-``FIGURES`` is the list of figure files ``beadseg figures`` writes into results/report/; the Snakefile
-and dvc.yaml declare the same names (a test checks they agree).
+``FIGURES`` is the list of figure files ``beadseg figures`` writes into results/report/figures/ (in
+this order); the Snakefile expands the same names, and dvc.yaml declares the whole folder.
 """
 
-FIGURES: tuple[str, ...] = ("fig3_learning_curves.png",)
+FIGURES: tuple[str, ...] = (
+    "fig1_top5_configurations.png",
+    "fig2_hyperparameter_impact.png",
+    "fig3_learning_curves.png",
+    "fig4_loss_comparison.png",
+    "fig5_convergence_analysis.png",
+    "fig6_loss_function_mathematics.png",
+    "fig7_pixel_gradient_analysis.png",
+)

@@ -1,41 +1,155 @@
-"""Analysis figures, one function per figure, all drawn from runs.csv / histories.csv."""
+"""The seven analysis figures, one function each, drawn from runs.csv / histories.csv and (fig6, fig7)
+from the numbers of :mod:`beadseg.analysis.gradients`, which :func:`make_figures` also writes to
+``results/report/analysis_numbers.json`` for the report."""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from beadseg import paths  # noqa: E402
+from beadseg.analysis import FIGURES, stats  # noqa: E402
 from beadseg.analysis.aggregate import load_runs  # noqa: E402
-from beadseg.config import Config  # noqa: E402
-from beadseg.fsutil import atomic_path  # noqa: E402
+from beadseg.analysis.gradients import (CLASSES, VARIANT_LABELS, curve_numbers, loss_curves,  # noqa: E402
+                                        pixel_gradient_analysis)
+from beadseg.config import Config, TrainConfig  # noqa: E402
+from beadseg.fsutil import atomic_path, write_json  # noqa: E402
+
+CLASS_LABELS = {"background": "background", "foreground_interior": "foreground interior", "boundary": "boundary"}
+CLASS_COLORS = {"background": "#9e9e9e", "foreground_interior": "#1f77b4", "boundary": "#d62728"}
+NUMBERS_FILE = "analysis_numbers.json"
+
+
+def numbers_file(root: Path = Path(".")) -> Path:
+    return root / paths.REPORT_DIR / NUMBERS_FILE
 
 
 def save(fig: plt.Figure, target: Path) -> Path:
     with atomic_path(target) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return target
 
 
+def _short(run_id: str, n: int = 28) -> str:
+    return run_id if len(run_id) <= n else run_id[: n - 1] + "…"
+
+
+def _message(ax: plt.Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=10, transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+# --------------------------------------------------------------------------- fig1
+
+
+def fig_top_configurations(runs: pd.DataFrame, cfg: Config, target: Path) -> Path:
+    """Top-k runs: best vs final val Jaccard bars, the overfitting drop annotated (red above threshold)."""
+    top = runs.head(cfg.analysis.top_k)
+    thr = cfg.analysis.overfit_drop_threshold
+    x = np.arange(len(top))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.6 * len(top) + 2), 4.8))
+    ax.bar(x - 0.2, top["best_val_jaccard"], 0.4, label="best val Jaccard (best epoch)", color="#2ca02c")
+    ax.bar(x + 0.2, top["final_val_jaccard"], 0.4, label="final val Jaccard (last epoch)", color="#98df8a")
+    if "full_val_jaccard" in top and top["full_val_jaccard"].notna().any():
+        ax.scatter(x, top["full_val_jaccard"], marker="D", color="black", zorder=3, s=28,
+                   label="full-image val Jaccard (best model)")
+    ymax = float(np.nanmax(top[["best_val_jaccard", "final_val_jaccard"]].to_numpy())) if len(top) else 1.0
+    for xi, r in zip(x, top.itertuples()):
+        drop = float(r.overfit_drop)
+        color = "#d62728" if drop > thr else "0.3"
+        ax.annotate("", xy=(xi + 0.2, r.final_val_jaccard), xytext=(xi + 0.2, r.best_val_jaccard),
+                    arrowprops={"arrowstyle": "->", "color": color, "lw": 1.5}) if drop > 0 else None
+        ax.text(xi, max(r.best_val_jaccard, r.final_val_jaccard) + 0.03 * max(ymax, 0.1),
+                f"drop {100 * drop:.1f} %", ha="center", fontsize=8, color=color,
+                fontweight="bold" if drop > thr else "normal")
+    ax.set_xticks(x, [f"#{int(r['rank'])}\n{_short(str(r['run_id']))}" for _, r in top.iterrows()], fontsize=8)
+    ax.set_ylabel("validation Jaccard (IoU, 0–1)")
+    ax.set_ylim(0, min(1.05, ymax * 1.3 + 0.05))
+    ax.set_title(f"Top {len(top)} runs: best vs final val Jaccard (red: drop > {100 * thr:.0f} % = overfitting)")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return save(fig, target)
+
+
+# --------------------------------------------------------------------------- fig2
+
+
+def fig_hyperparameter_impact(runs: pd.DataFrame, cfg: Config, target: Path) -> Path:
+    """One panel per varied setting: mean ± std of best val Jaccard per value, best run per value starred."""
+    axes_names = stats.varied_axes(runs)
+    if not axes_names:
+        fig, ax = plt.subplots(figsize=(6.5, 3))
+        n = len(runs)
+        _message(ax, f"No training setting varies across the {n} run(s)" + (" (only the seed)" if n > 1 else "")
+                 + ":\nthere is no hyperparameter impact to show.")
+        ax.set_title("Hyperparameter impact")
+        return save(fig, target)
+    ncols = min(3, len(axes_names))
+    nrows = math.ceil(len(axes_names) / ncols)
+    fig, axs = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows), squeeze=False)
+    for ax, axis in zip(axs.flat, axes_names):
+        g = stats.group_stats(runs, axis)
+        x = np.arange(len(g))
+        std = g["std"].fillna(0.0)
+        ax.bar(x, g["mean"], yerr=std, capsize=4, color="#1f77b4", alpha=0.75, label="mean ± std")
+        ax.scatter(x, g["best"], marker="*", s=160, color="#d62728", zorder=3, label="best run")
+        for xi, row in zip(x, g.itertuples()):
+            ax.text(xi, 0.02, f"n={row.n}", ha="center", va="bottom", fontsize=8, color="white", fontweight="bold")
+        ax.set_xticks(x, [stats.format_value(axis, v) for v in g[axis]], fontsize=9)
+        ax.set_xlabel(axis + (" (px)" if axis == "tile_size" else ""))
+        ax.set_ylabel("best val Jaccard (IoU)")
+        top = float(np.nanmax((g["mean"] + std).to_numpy().tolist() + g["best"].tolist()))
+        ax.set_ylim(0, min(1.12, top * 1.1 + 0.02))
+        ax.set_title(f"{axis}")
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = axs.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, -0.04))
+    for ax in list(axs.flat)[len(axes_names):]:
+        ax.set_visible(False)
+    fig.suptitle("Hyperparameter impact: best val Jaccard per value of each varied setting "
+                 "(error bar: std, none when n = 1)", fontsize=11)
+    fig.tight_layout()
+    return save(fig, target)
+
+
+# --------------------------------------------------------------------------- fig3
+
+
 def fig_learning_curves(runs: pd.DataFrame, histories: pd.DataFrame, target: Path) -> Path:
-    """Best and worst run: loss and val Jaccard per epoch, best epoch marked."""
-    picks = [("best", runs.iloc[0]), ("worst", runs.iloc[-1])] if len(runs) > 1 else [("only", runs.iloc[0])]
-    fig, axes = plt.subplots(len(picks), 2, figsize=(11, 3.6 * len(picks)), squeeze=False)
+    """Best and worst run: train/val loss and val Jaccard per epoch, best epoch marked."""
+    picks = [("best", runs.iloc[0]), ("worst", runs.iloc[-1])] if len(runs) > 1 else [("only run", runs.iloc[0])]
+    fig, axes = plt.subplots(len(picks), 2, figsize=(11.5, 3.8 * len(picks)), squeeze=False)
     for row, (label, run) in zip(axes, picks):
         h = histories[histories["run_id"] == run["run_id"]]
-        row[0].plot(h["epoch"], h["train_loss"], label="train loss")
-        row[0].plot(h["epoch"], h["val_loss"], label="val loss")
-        row[0].set(xlabel="epoch", ylabel="loss", title=f"{label}: {run['run_id']} — loss")
-        row[1].plot(h["epoch"], h["val_jaccard"], color="tab:green", label="val Jaccard")
-        row[1].axvline(run["best_epoch"], color="grey", ls="--", label=f"best epoch {int(run['best_epoch'])}")
+        title = f"{label}: {_short(str(run['run_id']), 34)}"
+        if h.empty:
+            for ax in row:
+                _message(ax, f"{run['run_id']}: no finished epoch ({run['status']})")
+                ax.set_title(title)
+            continue
+        row[0].plot(h["epoch"], h["train_loss"], marker=".", label="train loss")
+        row[0].plot(h["epoch"], h["val_loss"], marker=".", label="val loss")
+        row[0].set(xlabel="epoch", ylabel=f"loss ({run['loss']}, unitless)", title=f"{title} — loss")
+        row[1].plot(h["epoch"], h["val_jaccard"], marker=".", color="tab:green", label="val Jaccard")
+        be = int(run["best_epoch"])
+        row[1].axvline(be, color="grey", ls="--", label=f"best epoch {be}")
+        row[1].scatter([be], [run["best_val_jaccard"]], marker="*", s=150, color="#d62728", zorder=3,
+                       label=f"best {run['best_val_jaccard']:.3f}")
+        row[0].axvline(be, color="grey", ls="--")
         row[1].set(xlabel="epoch", ylabel="val Jaccard (IoU)", ylim=(0, 1),
-                   title=f"{label}: {run['run_id']} — val Jaccard (best {run['best_val_jaccard']:.3f})")
+                   title=f"{title} — val Jaccard ({run['status']})")
         for ax in row:
             ax.legend(loc="best", fontsize=8)
             ax.grid(alpha=0.3)
@@ -43,8 +157,239 @@ def fig_learning_curves(runs: pd.DataFrame, histories: pd.DataFrame, target: Pat
     return save(fig, target)
 
 
+# --------------------------------------------------------------------------- fig4
+
+
+def fig_loss_comparison(runs: pd.DataFrame, target: Path) -> Path:
+    """Violin (n >= 2) and box plots of best val Jaccard by loss type, every run as a dot, n per group."""
+    table = stats.loss_stats(runs)
+    groups = [runs.loc[runs["loss"] == loss, "best_val_jaccard"].to_numpy(float) for loss in table["loss"]]
+    labels = [f"{loss}\n(n={len(g)})" for loss, g in zip(table["loss"], groups)]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    pos = np.arange(1, len(groups) + 1)
+    rng = np.random.default_rng(0)
+    violin_pos = [p for p, g in zip(pos, groups) if len(g) >= 2]
+    if violin_pos:
+        parts = a1.violinplot([g for g in groups if len(g) >= 2], positions=violin_pos, showmeans=True)
+        for body in parts["bodies"]:
+            body.set_alpha(0.4)
+    a2.boxplot(groups, positions=pos, widths=0.5)
+    for ax in (a1, a2):
+        for p, g in zip(pos, groups):
+            ax.scatter(p + rng.uniform(-0.06, 0.06, len(g)), g, s=22, color="black", zorder=3)
+        ax.set_xticks(pos, labels)
+        ax.set_xlabel("loss type")
+        ax.grid(axis="y", alpha=0.3)
+    a1.set_ylabel("best val Jaccard (IoU)")
+    a1.set_title("Violin where n ≥ 2 (dots: one run each)")
+    a2.set_title("Box plot (median, quartiles; dots: runs)")
+    if (table["n"] < 2).any() or len(table) < 2:
+        fig.text(0.5, -0.02, "Caution: groups with n = 1 (or a single loss type) are not evidence for a ranking "
+                 "of losses.", ha="center", fontsize=9, color="#d62728")
+    fig.suptitle("Loss comparison: best val Jaccard per run, grouped by loss type", fontsize=11)
+    fig.tight_layout()
+    return save(fig, target)
+
+
+# --------------------------------------------------------------------------- fig5
+
+
+def fig_convergence(runs: pd.DataFrame, target: Path) -> Path:
+    """Best epoch vs best Jaccard coloured by epochs run; efficiency ranking (Jaccard per training second)."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1, 1.1]})
+    sc = a1.scatter(runs["best_epoch"], runs["best_val_jaccard"], c=runs["epochs_run"], cmap="viridis", s=60,
+                    edgecolors="black", vmin=0, vmax=max(1, int(runs["max_epochs"].max())))
+    cap = int(runs["max_epochs"].max())
+    a1.axvline(cap, color="grey", ls=":", label=f"max_epochs {cap}")
+    for i, r in enumerate(runs.head(3).itertuples()):
+        right = r.best_epoch > 0.6 * cap
+        a1.annotate(f"#{i + 1} {_short(str(r.run_id), 22)}", (r.best_epoch, r.best_val_jaccard),
+                    textcoords="offset points", xytext=(-40 if right else 40, -14 * i - 4), ha="right" if right else "left",
+                    va="center", fontsize=7, arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.6})
+    fig.colorbar(sc, ax=a1, label="epochs run")
+    a1.set(xlabel="best epoch", ylabel="best val Jaccard (IoU)", title="Convergence: when each run peaked",
+           xlim=(0, cap + 1))
+    lo, hi = float(runs["best_val_jaccard"].min()), float(runs["best_val_jaccard"].max())
+    pad = max(0.02, 0.12 * (hi - lo))
+    a1.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad))
+    a1.legend(fontsize=8, loc="best")
+    a1.grid(alpha=0.3)
+    eff = stats.efficiency(runs)
+    per_second = eff["jaccard_per_second"].notna().any()
+    key = "jaccard_per_second" if per_second else "jaccard_per_epoch"
+    device = str(runs["device"].iloc[0]).upper() if "device" in runs and runs["device"].notna().any() else "device"
+    y = np.arange(len(eff))[::-1]
+    a2.barh(y, eff[key] * (1000 if per_second else 1), color="#ff7f0e")
+    a2.set_yticks(y, [_short(str(r), 30) for r in eff["run_id"]], fontsize=8)
+    unit = f"best val Jaccard per 1000 {device}-seconds of training" if per_second else "best val Jaccard per epoch"
+    a2.set(xlabel=unit, title=f"Efficiency ranking (top {len(eff)})")
+    for yi, r in zip(y, eff.itertuples()):
+        a2.text(getattr(r, key) * (1000 if per_second else 1), yi, f" J={r.best_val_jaccard:.3f}, {int(r.epochs_run)} ep",
+                va="center", fontsize=7)
+    a2.set_xlim(0, float(eff[key].max() * (1000 if per_second else 1)) * 1.45 if len(eff) else 1)
+    a2.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return save(fig, target)
+
+
+# --------------------------------------------------------------------------- fig6
+
+
+def fig_loss_mathematics(curves: dict[str, Any], tc: TrainConfig, fg_fraction: float, target: Path) -> Path:
+    """Dice vs focal as functions of p_t, the focusing term for several gamma, per-pixel gradient magnitudes."""
+    pt = curves["p_t"]
+    fig, axs = plt.subplots(1, 3, figsize=(16, 4.6))
+    a, g = tc.focal_alpha, tc.focal_gamma
+    axs[0].plot(pt, curves["ce"], color="black", ls=":", label="cross-entropy −log p_t")
+    axs[0].plot(pt, curves["focal_fg"], color="#d62728", label=f"focal, bead pixel (α={a:g}, γ={g:g})")
+    axs[0].plot(pt, curves["focal_bg"], color="#ff9896", label=f"focal, background pixel (1−α={1 - a:g})")
+    axs[0].plot(pt, curves["dice"], color="#1f77b4", lw=2, label=f"dice, all pixels at p_t (fg {100 * fg_fraction:.1f} %)")
+    axs[0].set(xlabel="p_t: predicted probability of the true class", ylabel="loss (unitless)", ylim=(0, 2.5),
+               title="Loss vs prediction quality")
+    for gm, mod in curves["modulation"].items():
+        axs[1].plot(pt, mod, label=f"γ = {gm:g}" + (" (runs)" if gm == g else ""), lw=2.5 if gm == g else 1.3)
+    m09 = float(np.interp(0.9, pt, curves["modulation"].get(g, (1 - pt) ** g)))
+    axs[1].axvline(0.9, color="grey", ls=":")
+    axs[1].annotate(f"p_t = 0.9, γ={g:g}: weight {m09:.3g}\n(down-weighted {100 * (1 - m09):.1f} %)",
+                    (0.9, m09), xytext=(0.35, 0.55), fontsize=8, arrowprops={"arrowstyle": "->"})
+    axs[1].set(xlabel="p_t: predicted probability of the true class", ylabel="focusing term (1 − p_t)^γ",
+               title="Focal focusing term", ylim=(0, 1.02))
+    styles = {"dice": "#1f77b4", "focal": "#d62728", "combined": "#9467bd", "no_focal_term": "black"}
+    for name, color in styles.items():
+        axs[2].plot(pt, curves["grad"][name]["fg"], color=color, label=f"{VARIANT_LABELS[name]}, bead pixel")
+        axs[2].plot(pt, curves["grad"][name]["bg"], color=color, ls="--", label="… background pixel")
+    axs[2].set_yscale("log")
+    axs[2].set(xlabel="p_t: predicted probability of the true class", ylabel="N × |∂L/∂logit| per pixel (log)",
+               title="Per-pixel gradient magnitude")
+    for ax in axs:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle("Loss mathematics, computed with beadseg.losses and autograd (dice: a 64×64 image with the measured "
+                 "validation foreground fraction, every pixel at p_t)", fontsize=10)
+    fig.tight_layout()
+    return save(fig, target)
+
+
+# --------------------------------------------------------------------------- fig7
+
+
+def fig_pixel_gradients(analysis: dict[str, Any], target: Path) -> Path:
+    """Per tile size: pixel shares by class and each class's share of |dL/dlogit| with/without the focal term."""
+    per = analysis.get("per_size", {})
+    sizes = [s for s in per]
+    fig, axs = plt.subplots(1, 3, figsize=(16, 4.8), gridspec_kw={"width_ratios": [1, 1.5, 1]})
+    if not sizes:
+        for ax in axs:
+            _message(ax, "no validation data or models: " + str(analysis.get("note", "")))
+        return save(fig, target)
+    x = np.arange(len(sizes))
+    cx = np.arange(len(CLASSES))
+    wd = 0.8 / len(sizes)
+    for i, s in enumerate(sizes):
+        vals = np.array([100 * per[s]["pixel_share"][c] for c in CLASSES])
+        xs = cx + (i - (len(sizes) - 1) / 2) * wd
+        axs[0].bar(xs, vals, wd * 0.92, color=[CLASS_COLORS[c] for c in CLASSES], edgecolor="white",
+                   hatch="" if i == 0 else "//", label=f"{s} px tiles ({per[s]['n_tiles']} val tiles)")
+        for xi, v in zip(xs, vals):
+            axs[0].text(xi, v * 1.08, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
+    axs[0].set_yscale("log")
+    axs[0].set_xticks(cx, [CLASS_LABELS[c] for c in CLASSES])
+    axs[0].set(ylabel="share of validation pixels (%, log)", title="Pixels by difficulty class (number: %)",
+               ylim=(None, 400))
+    leg = axs[0].legend(fontsize=7, loc="upper right")
+    for h in leg.legend_handles:
+        h.set_facecolor("white")
+        h.set_edgecolor("black")
+    variants = ["no_focal_term", "focal", "dice", "combined"]
+    labels_v = {"no_focal_term": "γ=0", "focal": "focal", "dice": "dice", "combined": "combined"}
+    width = 0.8 / len(sizes)
+    centers = np.arange(len(variants))
+    for i, s in enumerate(sizes):
+        gr = per[s].get("gradients")
+        if not gr:
+            continue
+        bottom = np.zeros(len(variants))
+        for c in CLASSES:
+            vals = np.array([100 * gr[v]["share"][c] for v in variants])
+            axs[1].bar(centers + (i - (len(sizes) - 1) / 2) * width, vals, width * 0.92, bottom=bottom,
+                       color=CLASS_COLORS[c], edgecolor="white", hatch="" if i == 0 else "//",
+                       label=f"{CLASS_LABELS[c]} ({s} px)")
+            if c == "boundary":
+                for xi, v, b in zip(centers + (i - (len(sizes) - 1) / 2) * width, vals, bottom):
+                    axs[1].text(xi, b + v / 2, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white")
+            bottom += vals
+    axs[1].set_xticks(centers, [labels_v[v] for v in variants])
+    axs[1].set(xlabel="loss (model's real predictions on validation tiles)",
+               ylabel="share of total |∂L/∂logit| (%)", title="Who receives the gradient (white number: boundary %)",
+               ylim=(0, 125))
+    axs[1].legend(fontsize=6.5, ncol=len(sizes), loc="upper center")
+    amp = [per[s].get("boundary_amplification") for s in sizes]
+    imb0 = [per[s].get("imbalance_background_to_boundary_without_focal") for s in sizes]
+    imb1 = [per[s].get("imbalance_background_to_boundary_with_focal") for s in sizes]
+    w = 0.25
+    for j, (vals, lab, col) in enumerate([(amp, "boundary amplification (focal / γ=0)", "#d62728"),
+                                          (imb0, "background:boundary, γ=0", "0.45"),
+                                          (imb1, "background:boundary, focal", "0.75")]):
+        v = np.array([np.nan if a is None else a for a in vals], dtype=float)
+        axs[2].bar(x + (j - 1) * w, v, w, label=lab, color=col)
+        for xi, vi in zip(x + (j - 1) * w, v):
+            if np.isfinite(vi):
+                axs[2].text(xi, vi, f"{vi:.3g}×" if j == 0 else f"{vi:.3g}:1", ha="center", va="bottom", fontsize=7)
+    axs[2].set_xticks(x, [f"{s} px\n(model {_short(str(per[s].get('model_run')), 18)})" for s in sizes], fontsize=7)
+    axs[2].set(ylabel="ratio (×)", title="Amplification and imbalance of gradient")
+    axs[2].set_yscale("log")
+    top = max([v for v in [*amp, *imb0, *imb1] if v is not None] or [1.0])
+    axs[2].set_ylim(None, top * 30)
+    axs[2].legend(fontsize=7, loc="upper center", ncol=1)
+    for ax in axs:
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Pixel classes (boundaries: skimage find_boundaries, thick) and their share of the loss gradient, "
+                 "from the best model per tile size on the real validation images", fontsize=10)
+    fig.tight_layout()
+    return save(fig, target)
+
+
+# --------------------------------------------------------------------------- all
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _json_safe(v.tolist())
+    if isinstance(v, (np.floating, np.integer)):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def best_train_config(runs: pd.DataFrame, cfg: Config) -> TrainConfig:
+    rid = str(runs.iloc[0]["run_id"])
+    return cfg.runs[rid] if rid in cfg.runs else cfg.train_defaults
+
+
 def make_figures(cfg: Config, root: Path = Path(".")) -> list[Path]:
     runs = load_runs(root)
     histories = pd.read_csv(root / paths.histories_table())
-    out = root / paths.REPORT_DIR
-    return [fig_learning_curves(runs, histories, out / "fig3_learning_curves.png")]
+    out = root / paths.FIGURES_DIR
+    tc = best_train_config(runs, cfg)
+    analysis = pixel_gradient_analysis(cfg, runs, root)
+    fg = analysis.get("val_foreground_fraction")
+    fg = fg if isinstance(fg, float) and math.isfinite(fg) and fg > 0 else 0.1
+    curves = loss_curves(tc, fg)
+    written = [
+        fig_top_configurations(runs, cfg, out / FIGURES[0]),
+        fig_hyperparameter_impact(runs, cfg, out / FIGURES[1]),
+        fig_learning_curves(runs, histories, out / FIGURES[2]),
+        fig_loss_comparison(runs, out / FIGURES[3]),
+        fig_convergence(runs, out / FIGURES[4]),
+        fig_loss_mathematics(curves, tc, fg, out / FIGURES[5]),
+        fig_pixel_gradients(analysis, out / FIGURES[6]),
+    ]
+    numbers = {"fig6": curve_numbers(curves, tc), "fig6_foreground_fraction": fg,
+               "fig6_best_run": str(runs.iloc[0]["run_id"]), "fig7": analysis}
+    write_json(numbers_file(root), _json_safe(numbers))
+    return written

@@ -23,20 +23,25 @@ rule figures:
     output:
         [
             report(
-                f"results/report/{name}",
-                caption="../report/figure.rst",
+                f"results/report/figures/{name}",
+                caption=f"../report/{name.removesuffix('.png')}.rst",
                 category="Analysis",
+                labels={
+                    "figure": name.split("_")[0],
+                    "topic": name.removesuffix(".png").split("_", 1)[1],
+                },
             )
             for name in FIGURES
         ],
+        "results/report/analysis_numbers.json",
     log:
         "logs/figures/figures.log",
     benchmark:
         "benchmarks/figures/figures.tsv"
-    params:
-        settings=CFG.analysis,
     conda:
         ENV
+    params:
+        settings=CFG.analysis,
     shell:
         "beadseg figures 2>&1 | tee {log}"
 
@@ -45,14 +50,34 @@ rule report:
     input:
         runs="results/summary/runs.csv",
         summary="results/summary/summary.json",
-        figures=expand("results/report/{name}", name=FIGURES),
+        histories="results/summary/histories.csv",
+        numbers="results/report/analysis_numbers.json",
+        figures=expand("results/report/figures/{name}", name=FIGURES),
     output:
-        report="results/report/REPORT.md",
+        report=report(
+            "results/report/REPORT.md",
+            caption="../report/report_md.rst",
+            category="Report",
+            labels={"file": "REPORT.md"},
+        ),
+        math=report(
+            "results/report/MATHEMATICAL_ANALYSIS_SUMMARY.md",
+            caption="../report/report_md.rst",
+            category="Report",
+            labels={"file": "MATHEMATICAL_ANALYSIS_SUMMARY.md"},
+        ),
+        complete="results/report/ANALYSIS_COMPLETE.md",
+        next_search=report(
+            "results/report/next_search.yaml",
+            caption="../report/next_search.rst",
+            category="Report",
+            labels={"file": "next_search.yaml"},
+        ),
     log:
         "logs/report/report.log",
-    params:
-        settings=CFG.analysis,
     conda:
         ENV
+    params:
+        settings=CFG.analysis,
     shell:
         "beadseg report 2>&1 | tee {log}"

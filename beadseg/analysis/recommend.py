@@ -1,0 +1,323 @@
+"""Rule-based recommendations over runs.csv, each citing its evidence, and the next search grid.
+
+Rules (thresholds from the ``analysis`` section of params.yaml):
+
+* ``overfitting``   a top-k run lost more than ``overfit_drop_threshold`` (relative) between its best and
+                     final val Jaccard -> stronger regularisation (dropout axis).
+* ``epoch_cap``     the best run's best epoch is at or above ``near_cap_fraction`` x max_epochs -> train
+                     longer, with more patience.
+* ``lr_edge``       the best run's learning rate is the smallest / largest value searched -> extend the
+                     grid that way (``lr_single``: only one value was searched -> bracket it).
+* ``diverged``      runs diverged -> leave their learning rate (and larger) out of the next grid.
+* ``resolution``    the largest tile size trails the smallest by more than ``resolution_margin`` full-image
+                     Jaccard -> gradient accumulation and progressive training (init_from) for the large tiles.
+* ``replicate_variance`` a configuration's std over seeds exceeds ``replicate_std_threshold`` -> more seeds;
+  ``no_replicates``  no configuration was run with more than one seed -> add seeds before trusting a ranking.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from beadseg.analysis import stats
+from beadseg.config import Config, validate
+from beadseg.plan import expand_grid
+
+MAX_NEXT_RUNS = 24
+
+
+@dataclass
+class Recommendation:
+    rule: str
+    title: str
+    evidence: str
+    action: str
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+def _fmt_lr(v: float) -> str:
+    return stats.format_value("lr", v)
+
+
+def _round_lr(v: float) -> float:
+    return float(f"{v:.2g}")
+
+
+def _full_or_tile(runs: pd.DataFrame) -> tuple[str, str]:
+    if "full_val_jaccard" in runs and runs["full_val_jaccard"].notna().all():
+        return "full_val_jaccard", "full-image val Jaccard"
+    return "best_val_jaccard", "tile-level best val Jaccard (full-image scores missing)"
+
+
+def rule_overfitting(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
+    thr = cfg.analysis.overfit_drop_threshold
+    top = runs.head(cfg.analysis.top_k)
+    hit = top[(top["overfit_drop"] > thr) & (top["status"] != "diverged")]
+    if hit.empty:
+        return None
+    ev = "; ".join(f"{r.run_id}: best {r.best_val_jaccard:.4f} (epoch {int(r.best_epoch)}) -> final "
+                   f"{r.final_val_jaccard:.4f}, drop {100 * r.overfit_drop:.1f} %" for r in hit.itertuples())
+    best_dropout = float(runs.iloc[0]["dropout"])
+    values = sorted({round(best_dropout, 2), round(min(0.9, best_dropout + 0.1), 2), round(min(0.9, best_dropout + 0.2), 2)})
+    return Recommendation(
+        "overfitting", "Stronger regularisation",
+        f"{len(hit)} of the top {len(top)} runs lost more than {100 * thr:.0f} % of their best val Jaccard by the "
+        f"last epoch ({ev}).",
+        f"Search dropout {values} (best run used {best_dropout:g}); the best-epoch checkpoint is kept, so the drop "
+        "costs nothing in the saved model but shows the model memorises the training tiles.",
+        {"dropout": values})
+
+
+def rule_epoch_cap(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
+    best = runs.iloc[0]
+    cap, frac = int(best["max_epochs"]), cfg.analysis.near_cap_fraction
+    if best["status"] == "diverged" or best["best_epoch"] < frac * cap:
+        return None
+    near = runs[(runs["best_epoch"] >= frac * runs["max_epochs"]) & (runs["status"] != "diverged")]
+    new_cap = int(cap * 2)
+    new_patience = max(int(best["patience"]), int(math.ceil(0.25 * new_cap)))
+    return Recommendation(
+        "epoch_cap", "Train longer, with more patience",
+        f"The best run {best['run_id']} reached its best val Jaccard at epoch {int(best['best_epoch'])} of "
+        f"max_epochs {cap} (threshold {frac:.0%} of the cap); {len(near)} of {len(runs)} runs peaked that late.",
+        f"Raise max_epochs to {new_cap} and patience to {new_patience}: the curves had not clearly levelled off.",
+        {"max_epochs": new_cap, "patience": new_patience})
+
+
+def rule_lr(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
+    best = runs.iloc[0]
+    lrs = sorted(float(v) for v in runs["lr"].unique())
+    blr = float(best["lr"])
+    diverged = runs[runs["status"] == "diverged"]
+    limit = float(diverged["lr"].min()) if not diverged.empty else math.inf
+    if len(lrs) == 1:
+        values = [v for v in (_round_lr(blr / 3), blr, _round_lr(blr * 3)) if v < limit] or [blr]
+        return Recommendation(
+            "lr_single", "Bracket the learning rate",
+            f"Only one learning rate ({_fmt_lr(blr)}) was searched, so nothing shows whether it is near the optimum.",
+            f"Search lr {[_fmt_lr(v) for v in values]}.", {"lr": values})
+    if blr == lrs[0]:
+        values = [_round_lr(blr / 10), _round_lr(blr / 3), blr]
+        side = "smallest"
+    elif blr == lrs[-1]:
+        values = [v for v in (blr, _round_lr(blr * 3), _round_lr(blr * 10)) if v < limit] or [blr]
+        side = "largest"
+    else:
+        return None
+    if len(values) == 1:
+        return None
+    return Recommendation(
+        "lr_edge", f"Extend the learning-rate grid ({'down' if side == 'smallest' else 'up'})",
+        f"The best run {best['run_id']} used lr {_fmt_lr(blr)}, the {side} of the searched values "
+        f"{[_fmt_lr(v) for v in lrs]}: the optimum may lie beyond the grid.",
+        f"Search lr {[_fmt_lr(v) for v in values]}.", {"lr": values})
+
+
+def rule_diverged(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
+    d = runs[runs["status"] == "diverged"]
+    if d.empty:
+        return None
+    ev = ", ".join(f"{r.run_id} (lr {_fmt_lr(float(r.lr))}, {r.loss}, stopped after {int(r.epochs_run)} epochs)"
+                   for r in d.itertuples())
+    limit = float(d["lr"].min())
+    return Recommendation(
+        "diverged", "Avoid the learning rates that diverged",
+        f"{len(d)} run(s) diverged (loss became NaN/inf): {ev}.",
+        f"Keep the next grid below lr {_fmt_lr(limit)} or add warm-up (warmup_epochs) for those settings.",
+        {"lr_below": limit})
+
+
+def rule_resolution(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
+    sizes = sorted(int(s) for s in runs["tile_size"].unique())
+    if len(sizes) < 2:
+        return None
+    col, what = _full_or_tile(runs)
+    small, large = sizes[0], sizes[-1]
+    gs, gl = runs[runs["tile_size"] == small], runs[runs["tile_size"] == large]
+    bs, bl = float(gs[col].max()), float(gl[col].max())
+    if not bl < bs - cfg.analysis.resolution_margin:
+        return None
+    eff_small = float(gs["effective_batch_size"].max()) if "effective_batch_size" in gs else float(gs["batch_size"].max())
+    eff_large = float(gl["effective_batch_size"].max()) if "effective_batch_size" in gl else float(gl["batch_size"].max())
+    steps = ""
+    if "optimizer_steps" in runs and runs["optimizer_steps"].notna().any():
+        per_epoch = (runs["optimizer_steps"] / runs["epochs_run"].where(runs["epochs_run"] > 0))
+        ss, sl = per_epoch[gs.index].mean(), per_epoch[gl.index].mean()
+        if math.isfinite(ss) and math.isfinite(sl):
+            steps = f" Runs on {large} px tiles made {sl:.1f} optimizer steps per epoch against {ss:.1f} on {small} px."
+    k = max(2, int(round(eff_small / eff_large))) if eff_large > 0 else 2
+    return Recommendation(
+        "resolution", f"Help the {large} px runs: gradient accumulation and progressive training",
+        f"Best {what}: {bl:.4f} at {large} px against {bs:.4f} at {small} px (gap {bs - bl:.4f} > margin "
+        f"{cfg.analysis.resolution_margin}). Effective batch (tiles): {eff_large:g} at {large} px, {eff_small:g} at "
+        f"{small} px.{steps}",
+        f"Add {large} px runs with accumulation_steps {k} and a {large} px run initialised from the best {small} px "
+        "model (init_from, progressive training).",
+        {"accumulation_steps": k, "small": small, "large": large})
+
+
+def rule_replicates(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
+    rep = stats.replicate_stats(runs, cfg.analysis.confidence)
+    thr = cfg.analysis.replicate_std_threshold
+    if rep.empty:
+        if len(runs) < 2:
+            return Recommendation("no_replicates", "Repeat the best configuration with more seeds",
+                                  "Only one run exists: its score mixes the configuration's quality with seed luck.",
+                                  "Run seeds [0, 1, 2].", {"seeds": [0, 1, 2]})
+        return Recommendation(
+            "no_replicates", "Add replicates (seeds) before trusting the ranking",
+            f"None of the {len(runs)} runs shares its configuration with another run (one seed each), so "
+            "differences between configurations cannot be separated from seed-to-seed noise.",
+            "Run the next grid with seeds [0, 1, 2].", {"seeds": [0, 1, 2]})
+    noisy = rep[rep["std"] > thr]
+    if noisy.empty:
+        return None
+    ev = "; ".join(f"{r.runs}: std {r.std:.4f} over {r.n} seeds" for r in noisy.itertuples())
+    return Recommendation(
+        "replicate_variance", "More seeds per configuration",
+        f"{len(noisy)} configuration(s) vary across seeds by more than std {thr}: {ev}.",
+        "Run seeds [0, 1, 2, 3, 4] so the 95 % intervals shrink enough to rank configurations.",
+        {"seeds": [0, 1, 2, 3, 4]})
+
+
+RULES = (rule_overfitting, rule_epoch_cap, rule_lr, rule_diverged, rule_resolution, rule_replicates)
+
+
+def recommendations(runs: pd.DataFrame, cfg: Config) -> list[Recommendation]:
+    return [r for rule in RULES if (r := rule(runs, cfg)) is not None]
+
+
+# --------------------------------------------------------------------------- next search
+
+
+def _plain(v: Any) -> Any:
+    """numpy / pandas scalars -> plain Python for YAML."""
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and v.is_integer() and not isinstance(v, bool):
+        return v
+    return v
+
+
+def next_search(runs: pd.DataFrame, cfg: Config, recs: list[Recommendation]) -> dict[str, Any]:
+    """The proposed next grid (beadseg plan format): best run's settings, axes from the fired rules."""
+    by_rule = {r.rule: r for r in recs}
+    best = runs.iloc[0]
+    ok = runs[runs["status"] != "diverged"]
+    grid: dict[str, list[Any]] = {}
+    sizes = sorted(int(s) for s in runs["tile_size"].unique())
+    grid["tile_size"] = sizes
+    losses = stats.loss_stats(ok if not ok.empty else runs)
+    loss_values = [str(best["loss"])]
+    if len(losses) > 1:
+        second = [v for v in losses["loss"] if v != best["loss"]][0]
+        loss_values.append(str(second))
+    grid["loss"] = loss_values
+    lr_rec = by_rule.get("lr_edge") or by_rule.get("lr_single")
+    lrs = list(lr_rec.changes["lr"]) if lr_rec else [float(best["lr"])]
+    if "diverged" in by_rule:
+        lrs = [v for v in lrs if v < by_rule["diverged"].changes["lr_below"]] or [float(best["lr"])]
+    grid["lr"] = [float(v) for v in lrs]
+    if "overfitting" in by_rule:
+        grid["dropout"] = list(by_rule["overfitting"].changes["dropout"])
+    fixed: dict[str, Any] = {}
+    defaults = cfg.train_defaults.to_dict()
+    for axis in stats.varied_axes(runs):
+        if axis not in grid and axis not in ("init_from", "extra_tile_sizes"):
+            fixed[axis] = _plain(best[axis])
+    if "dropout" not in grid and "dropout" not in fixed and float(best["dropout"]) != defaults["dropout"]:
+        fixed["dropout"] = float(best["dropout"])
+    if "epoch_cap" in by_rule:
+        fixed.update(by_rule["epoch_cap"].changes)
+    seeds = None
+    rep = by_rule.get("replicate_variance") or by_rule.get("no_replicates")
+    if rep:
+        seeds = list(rep.changes["seeds"])
+
+    def size_of() -> int:
+        n = 1
+        for v in grid.values():
+            n *= len(v)
+        return n * (len(seeds) if seeds else 1)
+
+    # Keep the next search affordable: trim the least informative axes first.
+    while size_of() > MAX_NEXT_RUNS:
+        if seeds and len(seeds) > 2:
+            seeds = seeds[:max(2, len(seeds) - 2)] if len(seeds) > 3 else seeds[:2]
+        elif len(grid.get("loss", [])) > 1:
+            grid["loss"] = grid["loss"][:1]
+        elif len(grid.get("dropout", [])) > 2:
+            grid["dropout"] = grid["dropout"][:2]
+        elif len(grid.get("lr", [])) > 2:
+            grid["lr"] = grid["lr"][-2:] if grid["lr"][-1] == float(best["lr"]) else grid["lr"][:2]
+        elif len(grid.get("tile_size", [])) > 1:
+            grid["tile_size"] = grid["tile_size"][:1]
+        else:
+            break
+    spec: dict[str, Any] = {"grid": {k: v for k, v in grid.items()}, "fixed": fixed}
+    if seeds:
+        spec["seeds"] = seeds
+    res = by_rule.get("resolution")
+    if res and res.changes["large"] in grid["tile_size"] and res.changes["small"] in grid["tile_size"]:
+        table = expand_grid(spec)
+        point = {"loss": grid["loss"][0], "lr": float(best["lr"]) if float(best["lr"]) in grid["lr"] else grid["lr"][-1]}
+        if "dropout" in grid:
+            point["dropout"] = grid["dropout"][0]
+        seed0 = seeds[0] if seeds else None
+
+        def find(size: int) -> str | None:
+            for rid, over in table.items():
+                if over["tile_size"] == size and all(over.get(k) == v for k, v in point.items()) and \
+                        (seed0 is None or over.get("seed") == seed0):
+                    return rid
+            return None
+
+        small_id = find(res.changes["small"])
+        if small_id:
+            base = dict(table[small_id])
+            large = res.changes["large"]
+            spec["include"] = {
+                f"t{large}_acc{res.changes['accumulation_steps']}": {
+                    **{k: v for k, v in base.items() if k != "seed"}, "tile_size": large,
+                    "accumulation_steps": res.changes["accumulation_steps"]},
+            }
+            # Progressive training needs a finetune entry (init_from is not allowed in runs): suggested
+            # as a comment by render_next_search.
+            res.changes["finetune"] = {f"t{large}_from_t{res.changes['small']}": {
+                **{k: v for k, v in base.items() if k != "seed"}, "tile_size": large, "init_from": small_id}}
+    return spec
+
+
+def check_next_search(spec: dict[str, Any], root: Path) -> dict[str, dict[str, Any]]:
+    """Expand the grid and validate the resulting run table against the current params.yaml."""
+    table = expand_grid(spec)
+    params_path = root / "params.yaml"
+    if params_path.is_file():
+        params = yaml.safe_load(params_path.read_text()) or {}
+        params["runs"] = table
+        validate(params, source=f"{params_path} with next_search.yaml")
+    return table
+
+
+def render_next_search(spec: dict[str, Any], recs: list[Recommendation], n_runs: int) -> str:
+    head = ["# Proposed next search, written by `beadseg report` from the rules in REPORT.md (Recommendations).",
+            "# Use as-is:  beadseg plan results/report/next_search.yaml --write   (replaces the runs of params.yaml)",
+            f"# Expands to {n_runs} runs. Rules that shaped it: "
+            + (", ".join(r.rule for r in recs) if recs else "none fired (the grid re-runs the best settings)"),
+            ""]
+    body = yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=100)
+    tail = []
+    for r in recs:
+        if r.rule == "resolution" and r.changes.get("finetune"):
+            snippet = yaml.safe_dump({"finetune": r.changes["finetune"]}, sort_keys=False, default_flow_style=None,
+                                     width=100)
+            tail = ["", "# Progressive training (rule 'resolution'): after `plan --write`, add this to params.yaml",
+                    "# (init_from is only allowed in the finetune table):",
+                    *[f"#   {line}" for line in snippet.splitlines()]]
+    return "\n".join(head) + body + ("\n".join(tail) + "\n" if tail else "")
