@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=float, default=0.25)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("inputs", nargs="+", help="TIFF images")
+    from beadseg.sync import add_parser as add_sync_parser
+
+    add_sync_parser(sub)
     return parser
 
 

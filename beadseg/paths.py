@@ -10,6 +10,7 @@ TILES_DIR = Path("data/tiles")
 RUNS_DIR = Path("results/runs")
 SUMMARY_DIR = Path("results/summary")
 REPORT_DIR = Path("results/report")
+FIGURES_DIR = REPORT_DIR / "figures"
 
 
 def split_file(split: str) -> Path:

@@ -41,7 +41,7 @@ rule figures:
     conda:
         ENV
     params:
-        settings=CFG.analysis,
+        settings=ANALYSIS_SETTINGS,
     shell:
         "beadseg figures 2>&1 | tee {log}"
 
@@ -78,6 +78,6 @@ rule report:
     conda:
         ENV
     params:
-        settings=CFG.analysis,
+        settings=ANALYSIS_SETTINGS,
     shell:
         "beadseg report 2>&1 | tee {log}"

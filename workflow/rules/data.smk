@@ -1,13 +1,20 @@
+# synth (embedded demo) -> split (by source image) -> tile (one job per tile size).
+# Each rule's params hold exactly the settings its step reads, so Snakemake's params trigger re-runs
+# a step only when one of *its* settings changed (adding a tile size adds one tile job, re-tiles nothing).
+
+
 rule synth:
     output:
         images=directory("data/raw/demo/images"),
         masks=directory("data/raw/demo/masks"),
     log:
         "logs/synth/synth.log",
-    params:
-        settings=CFG.data.synthetic,
+    benchmark:
+        "benchmarks/synth/synth.tsv"
     conda:
         ENV
+    params:
+        settings=SYNTH_SETTINGS,
     shell:
         "beadseg synth 2>&1 | tee {log}"
 
@@ -24,10 +31,13 @@ rule split:
         "logs/split/split.log",
     benchmark:
         "benchmarks/split/split.tsv"
-    params:
-        settings=CFG.data,
+    retries: 1
     conda:
         ENV
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+    params:
+        settings=DATA_SETTINGS,
     shell:
         "beadseg split 2>&1 | tee {log}"
 
@@ -44,9 +54,13 @@ rule tile:
         "logs/tile/t{size}.log",
     benchmark:
         "benchmarks/tile/t{size}.tsv"
-    params:
-        settings=CFG.tiling,
+    retries: 1
     conda:
         ENV
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+    params:
+        stride=tile_stride,
+        small_images=CFG.tiling.small_images,
     shell:
         "beadseg tile --size {wildcards.size} 2>&1 | tee {log}"

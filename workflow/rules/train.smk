@@ -1,3 +1,15 @@
+# One training job per run id (runs and finetune tables of params.yaml).
+#
+# Re-run triggers (Snakemake's defaults: mtime, params, input, code, software-env) are kept on purpose:
+#   params  = every setting of this run (defaults merged with its overrides): editing one run's lr
+#             re-runs that run only; editing a `train:` default re-runs every run that inherits it.
+#   code    = the shell command template below, not the beadseg package: editing Python modules does not
+#             retrain anything (force it with `snakemake --forcerun train` or `dvc repro -f -s ...`).
+#   input   = the set of input files (its tile sizes, its init_from model).
+#   mtime   = a newer input; after DVC rewrote files (dvc commit / checkout / pull) run `beadseg sync
+#             from-dvc`, which checks `dvc status` is clean and then runs `snakemake --touch`.
+
+
 rule train:
     input:
         tiles=train_tiles,
@@ -11,15 +23,15 @@ rule train:
         "logs/train/{run}.log",
     benchmark:
         "benchmarks/train/{run}.tsv"
-    params:
-        settings=run_settings,
+    retries: 1
+    conda:
+        ENV
     threads: 1
     resources:
         gpu=1,
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=lambda wildcards, attempt: 120 * attempt,
-    retries: 1
-    conda:
-        ENV
+    params:
+        settings=run_settings,
     shell:
         "beadseg train --run {wildcards.run} --threads {threads} 2>&1 | tee {log}"
