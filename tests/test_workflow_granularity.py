@@ -5,6 +5,7 @@ Both start from the same state: a finished Snakemake run handed to DVC with `bea
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,20 @@ pytestmark = pytest.mark.integration
 ANALYSIS = ["aggregate", "figures", "report"]
 
 
+@pytest.fixture(scope="module")
+def synced_once(snakemake_project: Path, tmp_path_factory: pytest.TempPathFactory, wf) -> Path:
+    """The finished Snakemake project handed to DVC once (mtimes and metadata kept by the copies)."""
+    root = tmp_path_factory.mktemp("synced") / "project"
+    shutil.copytree(snakemake_project, root, symlinks=True)
+    wf.sync(root, "to-dvc")
+    return root
+
+
 @pytest.fixture
-def synced(project_copy: Path, wf) -> Path:
-    wf.sync(project_copy, "to-dvc")
-    return project_copy
+def synced(synced_once: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "project"
+    shutil.copytree(synced_once, dest, symlinks=True)
+    return dest
 
 
 def both(root: Path, wf) -> tuple[list[str], list[str]]:
