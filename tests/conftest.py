@@ -103,22 +103,11 @@ def sha256_tree(root: Path, paths: Iterable[str]) -> dict[str, str]:
     return out
 
 
-_RULE = re.compile(r"^(?:local)?rule (\S+?):\s*$")
-_WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
-
-
 def snakemake_jobs(root: Path, *extra: str) -> list[str]:
     """Jobs `snakemake -n` would run: 'rule' or 'rule[wildcards]' (rule all left out)."""
-    proc = run(["snakemake", "--dry-run", "--cores", "2", *extra], root)
-    if "Nothing to be done" in proc.stdout:
-        return []
-    jobs: list[str] = []
-    for line in proc.stdout.splitlines():
-        if m := _RULE.match(line):
-            jobs.append(m.group(1))
-        elif (w := _WILDCARDS.match(line)) and jobs:
-            jobs[-1] = f"{jobs[-1]}[{w.group(1)}]"
-    return sorted(j for j in jobs if j != "all")
+    from beadseg.sync import snakemake_pending
+
+    return sorted(j for j in snakemake_pending(root, extra) if j != "all")
 
 
 def dvc_status(root: Path) -> dict[str, Any]:
