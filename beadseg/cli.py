@@ -87,25 +87,32 @@ def cmd_plan(args: argparse.Namespace) -> None:
     import yaml
 
     from beadseg.config import validate
-    from beadseg.plan import expand_grid, render_runs_block, replace_runs_block
+    from beadseg.plan import expand_grid, finetune_table, render_runs_block, replace_runs_block
 
     grid_path = Path(args.grid)
     if not grid_path.is_file():
         raise BeadsegError(f"grid file '{grid_path}' not found")
-    table = expand_grid(yaml.safe_load(grid_path.read_text()) or {})
+    spec = yaml.safe_load(grid_path.read_text()) or {}
+    table = expand_grid(spec)
+    finetune = finetune_table(spec)
     if not args.write:
         sys.stdout.write(render_runs_block(table))
+        if finetune is not None:
+            sys.stdout.write(render_runs_block(finetune, "finetune"))
         print(f"plan: {len(table)} runs (not written; add --write to replace the runs table of {args.params})",
               file=sys.stderr)
         return
     params_path = Path(args.params)
     text = params_path.read_text() if params_path.is_file() else ""
     new_text = replace_runs_block(text, table)
+    if finetune is not None:
+        new_text = replace_runs_block(new_text, finetune, "finetune")
     validate(yaml.safe_load(new_text), source=f"{params_path} (with the planned runs)")  # refuse to write a bad file
     from beadseg.fsutil import write_text
 
     write_text(params_path, new_text)
-    print(f"plan: wrote {len(table)} runs to {params_path}", file=sys.stderr)
+    extra = f" and {len(finetune)} finetune runs" if finetune else ""
+    print(f"plan: wrote {len(table)} runs{extra} to {params_path}", file=sys.stderr)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:

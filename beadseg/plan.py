@@ -11,6 +11,8 @@ A grid file looks like::
     seeds: [0, 1, 2]      # optional: replicates; adds a seed axis
     include:              # optional: extra hand-written runs, merged as they are
       my-special-run: {lr: 1e-5}
+    finetune:             # optional: the finetune table (runs starting from another run's best weights)
+      t512_from_t256_combined_lr1e-3: {init_from: t256_combined_lr1e-3, tile_size: 512}
 
 Run ids name every grid axis, in the order the grid lists them, e.g. ``t256_combined_lr1e-3``.
 Because the id depends only on a run's own values, adding a value to an axis never renames an
@@ -99,9 +101,10 @@ def run_id_for(values: Mapping[str, Any], axes: Sequence[str]) -> str:
 def expand_grid(spec: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Expand a grid spec (see module docstring) into ``{run_id: overrides}``."""
     spec = normalize_numbers(dict(spec))
-    unknown = sorted(set(spec) - {"grid", "fixed", "seeds", "include"})
+    unknown = sorted(set(spec) - {"grid", "fixed", "seeds", "include", "finetune"})
     if unknown:
-        raise ConfigError(f"grid file: unknown section(s) {unknown}; valid sections are fixed, grid, include, seeds")
+        raise ConfigError(f"grid file: unknown section(s) {unknown}; valid sections are finetune, fixed, grid, "
+                          "include, seeds")
     grid = spec.get("grid") or {}
     if not isinstance(grid, Mapping) or not grid:
         raise ConfigError("grid file: 'grid' must map at least one training setting to a list of values")
@@ -142,20 +145,35 @@ def expand_grid(spec: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return table
 
 
-def render_runs_block(table: Mapping[str, Mapping[str, Any]]) -> str:
-    """The ``runs:`` block of params.yaml, one flow mapping per run (diff-friendly)."""
-    lines = ["runs:"]
+def finetune_table(spec: Mapping[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """The grid file's ``finetune`` section (None when absent); every entry must name its init_from."""
+    section = spec.get("finetune")
+    if section is None:
+        return None
+    table = {run_id: dict(normalize_numbers(over or {})) for run_id, over in dict(section).items()}
+    for run_id, over in table.items():
+        if not over.get("init_from"):
+            raise ConfigError(f"grid file: finetune.{run_id} needs init_from (the run whose best weights it starts from)")
+    return table
+
+
+def render_runs_block(table: Mapping[str, Mapping[str, Any]], key: str = "runs") -> str:
+    """A run-table block of params.yaml (``runs:`` or ``finetune:``), one flow mapping per run (diff-friendly)."""
+    if not table:
+        return f"{key}: {{}}\n"
+    lines = [f"{key}:"]
     for run_id, over in table.items():
         body = yaml.safe_dump(dict(over), default_flow_style=True, sort_keys=False, width=10_000).strip()
         lines.append(f"  {run_id}: {body}")
     return "\n".join(lines) + "\n"
 
 
-def replace_runs_block(params_text: str, table: Mapping[str, Mapping[str, Any]]) -> str:
-    """Replace the top-level ``runs:`` block of a params file's text, keeping everything else (comments too)."""
+def replace_runs_block(params_text: str, table: Mapping[str, Mapping[str, Any]], key: str = "runs") -> str:
+    """Replace the top-level ``runs:`` (or ``finetune:``) block of a params file's text, keeping everything
+    else (comments too)."""
     lines = params_text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if re.match(r"^runs\s*:", line)), None)
-    block = render_runs_block(table)
+    start = next((i for i, line in enumerate(lines) if re.match(rf"^{key}\s*:", line)), None)
+    block = render_runs_block(table, key)
     if start is None:
         sep = "" if not params_text or params_text.endswith("\n") else "\n"
         return params_text + sep + block

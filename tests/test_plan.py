@@ -76,3 +76,23 @@ def test_replace_runs_block_keeps_comments_and_other_sections():
 def test_rendered_block_round_trips_through_yaml():
     table = expand_grid({"grid": {"lr": [1e-3, 2e-4], "dropout": [0.1, 0.3]}})
     assert yaml.safe_load(render_runs_block(table))["runs"] == table
+
+
+def test_finetune_section_is_written_as_the_finetune_table():
+    from beadseg.plan import finetune_table
+
+    spec = {"grid": {"tile_size": [256]}, "finetune": {"ft": {"init_from": "t256", "tile_size": 512, "lr": "1e-5"}}}
+    text = "data: {}\nruns:\n  old: {}\nfinetune: {}\n"
+    text = replace_runs_block(replace_runs_block(text, expand_grid(spec)), finetune_table(spec), "finetune")
+    parsed = yaml.safe_load(text)
+    assert parsed["runs"] == {"t256": {"tile_size": 256}}
+    assert parsed["finetune"] == {"ft": {"init_from": "t256", "tile_size": 512, "lr": 1e-5}}
+    cfg = validate(parsed)
+    assert cfg.run("ft").init_from == "t256" and cfg.finetune_ids == ("ft",)
+
+
+def test_finetune_entries_need_init_from():
+    from beadseg.plan import finetune_table
+
+    with pytest.raises(ConfigError, match="needs init_from"):
+        finetune_table({"grid": {"lr": [1e-3]}, "finetune": {"ft": {"tile_size": 512}}})
