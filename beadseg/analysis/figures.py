@@ -75,9 +75,9 @@ def fig_top_configurations(runs: pd.DataFrame, cfg: Config, target: Path) -> Pat
                 fontweight="bold" if drop > thr else "normal")
     ax.set_xticks(x, [f"#{int(r['rank'])}\n{_short(str(r['run_id']))}" for _, r in top.iterrows()], fontsize=8)
     ax.set_ylabel("validation Jaccard (IoU, 0–1)")
-    ax.set_ylim(0, min(1.05, ymax * 1.3 + 0.05))
+    ax.set_ylim(0, min(1.05, ymax * 1.3 + 0.05) + 0.17)  # headroom for labels and the legend
     ax.set_title(f"Top {len(top)} runs: best vs final val Jaccard (red: drop > {100 * thr:.0f} % = overfitting)")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper center", fontsize=8, ncol=3)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return save(fig, target)
