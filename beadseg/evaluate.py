@@ -40,7 +40,7 @@ def score_predictions(probabilities: Mapping[str, np.ndarray], masks: Mapping[st
         beads = bead_metrics(pred, true)
         n_true += beads["n_true"]
         n_pred += beads["n_pred"]
-        m = int(round(beads["recall"] * beads["n_true"])) if beads["n_true"] else 0
+        m = int(beads["n_matched"])
         matched += m
         if m and not math.isnan(beads["mean_diameter_error_px"]):
             diameter_error_sum += beads["mean_diameter_error_px"] * m

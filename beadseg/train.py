@@ -14,11 +14,10 @@ import hashlib
 import io as _io
 import json
 import math
-import os
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -398,7 +397,6 @@ def train_run(config: Config, run_id: str, threads: int = 1, root: Path = Path("
                 print(f"train[{run_id}]: {lease.name}, tiles {trainer.n_tiles} (val {len(trainer.val_set)}), "
                       f"{threads} thread(s), effective batch {cfg.effective_batch_size}", file=sys.stderr)
             trainer.fit()
-            train_time = time.perf_counter() - wall0
             full: dict[str, Any] = {}
             if trainer.best_state is not None:
                 trainer.model.load_state_dict(trainer.best_state)
@@ -447,11 +445,3 @@ def train_run(config: Config, run_id: str, threads: int = 1, root: Path = Path("
               f"{metrics['best_val_jaccard']:.4f} (epoch {metrics['best_epoch']}), full-image "
               f"{metrics.get('full_val_jaccard') or float('nan'):.4f}", file=sys.stderr)
     return metrics
-
-
-def iter_metrics(run_ids: list[str], root: Path = Path(".")) -> Iterator[dict[str, Any]]:
-    for run_id in run_ids:
-        yield json.loads((root / paths.metrics_file(run_id)).read_text())
-
-
-__all__ = ["train_run", "load_checkpoint", "lr_factor", "augment", "batches", "HISTORY_FIELDS", "os"]

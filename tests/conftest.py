@@ -164,9 +164,13 @@ def snakemake_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def copy_project(src: Path, dest: Path) -> Path:
+    """A private copy of a project (mtimes and .snakemake metadata kept, so Snakemake sees the same state)."""
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
+
+
 @pytest.fixture
 def project_copy(snakemake_project: Path, tmp_path: Path) -> Path:
-    """A private copy of the finished Snakemake project (mtimes and .snakemake metadata kept)."""
-    dest = tmp_path / "project"
-    shutil.copytree(snakemake_project, dest, symlinks=True)
-    return dest
+    """A private copy of the finished Snakemake project."""
+    return copy_project(snakemake_project, tmp_path / "project")

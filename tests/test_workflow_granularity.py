@@ -5,10 +5,11 @@ Both start from the same state: a finished Snakemake run handed to DVC with `bea
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import copy_project
 
 pytestmark = pytest.mark.integration
 
@@ -18,17 +19,14 @@ ANALYSIS = ["aggregate", "figures", "report"]
 @pytest.fixture(scope="module")
 def synced_once(snakemake_project: Path, tmp_path_factory: pytest.TempPathFactory, wf) -> Path:
     """The finished Snakemake project handed to DVC once (mtimes and metadata kept by the copies)."""
-    root = tmp_path_factory.mktemp("synced") / "project"
-    shutil.copytree(snakemake_project, root, symlinks=True)
+    root = copy_project(snakemake_project, tmp_path_factory.mktemp("synced") / "project")
     wf.sync(root, "to-dvc")
     return root
 
 
 @pytest.fixture
 def synced(synced_once: Path, tmp_path: Path) -> Path:
-    dest = tmp_path / "project"
-    shutil.copytree(synced_once, dest, symlinks=True)
-    return dest
+    return copy_project(synced_once, tmp_path / "project")
 
 
 def both(root: Path, wf) -> tuple[list[str], list[str]]:

@@ -4,7 +4,6 @@ from the numbers of :mod:`beadseg.analysis.gradients`, which :func:`make_figures
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any

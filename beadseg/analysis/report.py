@@ -18,7 +18,6 @@ from beadseg import paths
 from beadseg.analysis import FIGURES, recommend, stats
 from beadseg.analysis.aggregate import load_runs
 from beadseg.analysis.figures import numbers_file
-from beadseg.analysis.gradients import CLASSES
 from beadseg.config import Config
 from beadseg.errors import DataError
 from beadseg.fsutil import write_text
