@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# GPU smoke check for a machine with CUDA (a few minutes): the AMP/cudnn training path, per-GPU leasing with
+# two concurrent jobs, and the real-GPU unit test. Prints what each job leased; exits non-zero on failure.
+#   usage: scripts/gpu-smoke.sh            (from the project root, after `make install`)
+set -euo pipefail
+BIN="${VENV:-.venv}/bin"
+export PATH="$(cd "$BIN" && pwd):$PATH"
+python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('cuda', torch.cuda.device_count(), torch.cuda.get_device_name(0), 'bf16', torch.cuda.is_bf16_supported())"
+python -m pytest -q tests/test_devices.py
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+python - "$work" <<'PY'
+import sys, yaml
+from pathlib import Path
+sys.path.insert(0, ".")
+from tests.tiny_project import make_tiny_project, tiny_params
+root = Path(sys.argv[1])
+params = tiny_params(max_epochs=3, base_channels=16)
+params["runs"] = {"g1": {}, "g2": {"loss": "dice"}}
+make_tiny_project(root, params)
+(root / "params.yaml").write_text(yaml.safe_dump(params))
+PY
+cd "$work"
+export BEADSEG_LOCK_DIR="$work/locks"
+beadseg train --run g1 --threads 2 & p1=$!
+beadseg train --run g2 --threads 2 & p2=$!
+wait $p1 $p2
+python - <<'PY'
+import json
+m = [json.load(open(f"results/runs/{r}/metrics.json")) for r in ("g1", "g2")]
+for x in m:
+    print(x["run_id"], x["device"], x["device_name"], "gpu", x["gpu_id"], f"peak {x['peak_memory_mb']:.0f} MB",
+          f"jaccard {x['best_val_jaccard']:.3f}")
+ids = {x["gpu_id"] for x in m}
+assert all(x["device"] == "cuda" for x in m), "a job did not run on CUDA"
+print("distinct GPUs" if len(ids) == 2 else "same GPU (one card, or the jobs did not overlap)")
+PY
