@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io as _io
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -133,7 +132,3 @@ def load_tiles(size: int, split: str, root: Path = Path(".")) -> tuple[np.ndarra
         raise DataError(f"'{path}' not found: run `beadseg tile --size {size}` first")
     with np.load(path) as npz:
         return npz["images"], npz["masks"]
-
-
-def split_summary(root: Path = Path(".")) -> dict[str, object]:
-    return json.loads((root / paths.split_manifest()).read_text())

@@ -6,7 +6,6 @@ from beadseg.workflow import validate_for_snakemake
 
 CFG = validate_for_snakemake(config, workflow.configfiles)
 RUN_IDS = CFG.run_ids
-TILE_SIZES = list(CFG.tiling.sizes)
 ENV = "../envs/beadseg.yaml"
 # Rule params must be plain data (dict/list/str/number): Snakemake silently leaves other objects (such as
 # these frozen dataclasses) out of its params re-run trigger.
