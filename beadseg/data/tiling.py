@@ -182,7 +182,7 @@ def extract_tiles(
         source: Name of the source image (stored in the records, used in errors).
         split: Dataset split stored in the records.
         policy: What to do if the image is smaller than ``tile`` along either
-            axis: ``"pad"`` (reflect-pad the image, zero-pad the mask, flag the
+            axis: ``"pad"`` (reflect-pad the image and its mask alike, flag the
             records ``padded=True``), ``"skip"`` (return zero tiles; the caller
             should warn) or ``"error"`` (raise :class:`DataError`).
 
@@ -226,7 +226,9 @@ def extract_tiles(
                 "use a smaller tile size or set the small-image policy to 'pad' or 'skip'"
             )
         image, _ = pad_to_min(image, tile, mode="reflect")
-        mask, _ = pad_to_min(mask, tile, mode="constant")
+        # The mask is mirrored with the image: reflected beads are beads. A zero mask under a mirrored
+        # image would teach the model to call visible beads background and score right answers as wrong.
+        mask, _ = pad_to_min(mask, tile, mode="reflect")
 
     binary = (mask > 0).astype(np.uint8)
     ys = tile_origins(image.shape[0], tile, stride)
