@@ -158,6 +158,11 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     return (data > 0).astype(np.uint8)
 
 
+def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a mask as stored (not binarised): instance label ids stay distinct; any value > 0 is bead."""
+    return _read_plane(path, "mask")
+
+
 def normalize(image: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.8) -> np.ndarray:
     """Map the ``low_pct``..``high_pct`` percentiles to 0..1, clipped to [0, 1] (float32).
 
