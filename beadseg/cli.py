@@ -35,9 +35,9 @@ def cmd_synth(args: argparse.Namespace) -> None:
     cfg = _config(args).data
     s = cfg.synthetic
     stems = write_dataset(Path(cfg.images), Path(cfg.masks), n_images=s.n_images, size=s.size, seed=s.seed,
-                          progress=not args.quiet)
-    print(f"synth: wrote {len(stems)} image/mask pairs ({s.size}x{s.size}, seed {s.seed}) to {cfg.images} "
-          f"and {cfg.masks}", file=sys.stderr)
+                          progress=not args.quiet, difficulty=s.difficulty, instance_labels=s.instance_labels)
+    print(f"synth: wrote {len(stems)} {s.difficulty} image/mask pairs ({s.size}x{s.size}, seed {s.seed}) to "
+          f"{cfg.images} and {cfg.masks}", file=sys.stderr)
 
 
 def cmd_split(args: argparse.Namespace) -> None:
@@ -52,6 +52,18 @@ def cmd_tile(args: argparse.Namespace) -> None:
     from beadseg.data.prepare import run_tile
 
     run_tile(_config(args).tiling, args.size, progress=not args.quiet)
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> None:
+    from beadseg.data.fingerprint import write_fingerprint
+
+    write_fingerprint(_config(args), progress=not args.quiet)
+
+
+def cmd_baseline(args: argparse.Namespace) -> None:
+    from beadseg.baseline import write_baseline
+
+    write_baseline(_config(args), progress=not args.quiet)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -140,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("split", cmd_split, "normalise images and split them into train/val by source image")
     p = add("tile", cmd_tile, "cut both splits into tiles of one size")
     p.add_argument("--size", type=int, required=True, help="tile size in pixels (one of tiling.sizes)")
+    add("fingerprint", cmd_fingerprint, "describe the data set (sizes, intensities, beads, tiles, steps per run) "
+        "and warn about what would make training meaningless")
+    add("baseline", cmd_baseline, "score a classical threshold baseline on the full validation images")
     p = add("train", cmd_train, "train one run of the run table (resumes an interrupted run)")
     p.add_argument("--run", required=True, help="run id")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all available cores)")

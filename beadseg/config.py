@@ -49,6 +49,8 @@ class SyntheticConfig:
     n_images: int
     size: int
     seed: int
+    difficulty: str = "demo"
+    instance_labels: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,9 @@ class TrainConfig:
     accumulation_steps: int
     schedule: str
     warmup_epochs: int
+    steps_per_epoch: int
+    sampler: str
+    foreground_oversample: float
     max_epochs: int
     patience: int
     min_delta: float
@@ -117,6 +122,16 @@ class TrainConfig:
     @property
     def effective_batch_size(self) -> int:
         return self.batch_size * self.accumulation_steps
+
+    @property
+    def max_optimizer_steps(self) -> int:
+        """The most optimizer steps this run can take (every epoch to max_epochs)."""
+        return self.steps_per_epoch * self.max_epochs
+
+    @property
+    def min_optimizer_steps(self) -> int:
+        """The fewest optimizer steps before early stopping can end the run (patience + 1 epochs)."""
+        return self.steps_per_epoch * min(self.max_epochs, self.patience + 1)
 
     @property
     def tile_sizes(self) -> tuple[int, ...]:
@@ -142,7 +157,7 @@ class TrainConfig:
         v["extra_tile_sizes"] = tuple(int(s) for s in v["extra_tile_sizes"])
         for key in ("lr", "weight_decay", "dropout", "dice_weight", "focal_alpha", "focal_gamma",
                     "tversky_alpha", "tversky_beta", "boundary_weight", "min_delta", "augment_intensity",
-                    "augment_gamma", "eval_overlap"):
+                    "augment_gamma", "eval_overlap", "foreground_oversample"):
             v[key] = float(v[key])
         return cls(**v)
 
@@ -175,6 +190,12 @@ class Config:
     @property
     def run_ids(self) -> list[str]:
         return list(self.runs)
+
+    @property
+    def run_budgets(self) -> dict[str, dict[str, Any]]:
+        """Per run, the settings that decide its training budget (plain data: Snakemake params of fingerprint)."""
+        keys = ("tile_size", "batch_size", "accumulation_steps", "steps_per_epoch", "max_epochs", "patience")
+        return {run_id: {k: getattr(c, k) for k in keys} for run_id, c in self.runs.items()}
 
     def run(self, run_id: str) -> TrainConfig:
         try:

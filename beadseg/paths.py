@@ -22,6 +22,16 @@ def split_manifest() -> Path:
     return SPLIT_DIR / "split.json"
 
 
+def fingerprint_file() -> Path:
+    """The data set fingerprint (sizes, intensities, objects, tiles, per-run steps, warnings)."""
+    return SUMMARY_DIR / "fingerprint.json"
+
+
+def baseline_file() -> Path:
+    """Scores of the classical threshold baseline on the full validation images."""
+    return SUMMARY_DIR / "baseline.json"
+
+
 def tiles_dir(size: int) -> Path:
     return TILES_DIR / f"t{size}"
 

@@ -35,6 +35,8 @@ from beadseg.fsutil import atomic_path, write_json, write_text
 from beadseg.losses import build_loss
 from beadseg.metrics import dice_from_counts, jaccard_from_counts
 from beadseg.models import build_model
+from beadseg.quality import degenerate_reasons, likely_causes, probability_spread, trivial_scores
+from beadseg.sampling import CropSampler, Sampler, TileSampler, choose_size
 
 CHECKPOINT_VERSION = 1
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_jaccard", "val_dice", "lr", "seconds", "optimizer_steps")
@@ -72,16 +74,6 @@ def lr_factor(epoch: int, cfg: TrainConfig) -> float:
     return 1.0
 
 
-def batches(n_per_size: dict[int, int], batch_size: int, generator: torch.Generator) -> list[tuple[int, torch.Tensor]]:
-    """Shuffled mini-batches ``(tile size, indices)``; multi-scale runs interleave sizes batch by batch."""
-    out: list[tuple[int, torch.Tensor]] = []
-    for size, n in n_per_size.items():
-        order = torch.randperm(n, generator=generator)
-        out.extend((size, order[i:i + batch_size]) for i in range(0, n, batch_size))
-    perm = torch.randperm(len(out), generator=generator).tolist()
-    return [out[i] for i in perm]
-
-
 def augment(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample flips, 90-degree rotations and intensity / gamma jitter (seeded)."""
     n = x.shape[0]
@@ -114,10 +106,9 @@ def augment(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torch
     return x, y
 
 
-def fingerprint(cfg: TrainConfig, tiles: dict[int, int]) -> str:
+def fingerprint(cfg: TrainConfig, data: dict[str, Any]) -> str:
     """Identifies what a checkpoint was trained with; a resume only happens when it matches."""
-    payload = json.dumps({"config": cfg.to_dict(), "tiles": {str(k): v for k, v in tiles.items()},
-                          "version": CHECKPOINT_VERSION}, sort_keys=True)
+    payload = json.dumps({"config": cfg.to_dict(), "data": data, "version": CHECKPOINT_VERSION}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -144,6 +135,14 @@ def peak_memory_mb(device: torch.device) -> float:
 # --------------------------------------------------------------------------- the run
 
 
+def _fits_on(device: torch.device, nbytes: int) -> bool:
+    """Keep training data on the GPU when it takes under a quarter of the free memory."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes < 0.25 * free
+
+
 @dataclass
 class TileSet:
     images: torch.Tensor  # (N, 1, S, S) float16
@@ -154,22 +153,30 @@ class TileSet:
         images, masks = load_tiles(size, split, root)
         t_images = torch.from_numpy(np.ascontiguousarray(images))[:, None]
         t_masks = torch.from_numpy(np.ascontiguousarray(masks))[:, None]
-        if device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            if t_images.nbytes + t_masks.nbytes < 0.25 * free:  # keep tiles on the GPU when they fit easily
-                t_images, t_masks = t_images.to(device), t_masks.to(device)
+        if _fits_on(device, t_images.nbytes + t_masks.nbytes):
+            t_images, t_masks = t_images.to(device), t_masks.to(device)
         return cls(t_images, t_masks)
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def batch(self, idx: torch.Tensor, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = idx.to(self.images.device)
-        x = self.images.index_select(0, idx).to(device, non_blocking=True).float()
-        y = self.masks.index_select(0, idx).to(device, non_blocking=True).float()
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, y
+
+def build_samplers(cfg: TrainConfig, root: Path, device: torch.device) -> tuple[dict[int, Sampler], dict[str, Any]]:
+    """The run's training samplers (one per tile size) and a description of the data they draw from."""
+    if cfg.sampler == "tiles":
+        sets = {s: TileSet.load(s, "train", root, device) for s in cfg.tile_sizes}
+        return ({s: TileSampler(t.images, t.masks) for s, t in sets.items()},
+                {"sampler": "tiles", "train_tiles": {str(s): len(t) for s, t in sets.items()}})
+    train = load_split("train", root)
+    images = [image for image, _ in train.values()]
+    masks = [mask for _, mask in train.values()]
+    nbytes = sum(im.size * 3 for im in images)  # float16 image + uint8 mask
+    data_device = device if _fits_on(device, nbytes) else torch.device("cpu")
+    samplers: dict[int, Sampler] = {
+        s: CropSampler(images, masks, s, cfg.foreground_oversample, data_device, seed=cfg.seed) for s in cfg.tile_sizes}
+    return samplers, {"sampler": "random_crop", "train_images": len(images),
+                      "train_pixels": int(sum(im.size for im in images)),
+                      "train_foreground_pixels": int(sum(int((m > 0).sum()) for m in masks))}
 
 
 class Trainer:
@@ -180,9 +187,8 @@ class Trainer:
         self.device = lease.device
         self.channels_last = cfg.channels_last
         self.amp = amp_dtype(self.device) if cfg.amp else None
-        self.train_sets = {s: TileSet.load(s, "train", root, self.device) for s in cfg.tile_sizes}
+        self.samplers, self.data = build_samplers(cfg, root, self.device)
         self.val_set = TileSet.load(cfg.tile_size, "val", root, self.device)
-        self.n_tiles = {s: len(t) for s, t in self.train_sets.items()}
         torch.manual_seed(cfg.seed)
         self.model = make_model(cfg)
         if cfg.init_from:
@@ -203,7 +209,7 @@ class Trainer:
         self.bad_epochs = 0
         self.optimizer_steps = 0
         self.status = "running"
-        self.fingerprint = fingerprint(cfg, self.n_tiles)
+        self.fingerprint = fingerprint(cfg, {**self.data, "val_tiles": len(self.val_set)})
 
     def _init_from(self, other: str) -> None:
         path = self.root / paths.model_file(other)
@@ -265,30 +271,38 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.amp)
 
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.to(self.device, non_blocking=True).float(), y.to(self.device, non_blocking=True).float()
+
     def train_epoch(self, epoch: int) -> float:
+        """``steps_per_epoch`` optimizer steps of ``accumulation_steps`` micro-batches each; mean loss
+        (NaN as soon as the loss stops being finite)."""
         cfg = self.cfg
         self.model.train()
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        plan = batches(self.n_tiles, cfg.batch_size, gen)
-        total, count = 0.0, 0
-        self.optimizer.zero_grad(set_to_none=True)
-        for i, (size, idx) in enumerate(plan):
-            x, y = self.train_sets[size].batch(idx, self.device, self.channels_last)
-            x, y = augment(x, y, cfg, gen)
-            with self._autocast():
-                logits = self.model(x)
-            loss = self.loss_fn(logits.float(), y)
-            if not torch.isfinite(loss):
+        total = torch.zeros((), device=self.device)
+        count = 0
+        check_every = 1 if self.device.type == "cpu" else 10  # a finiteness check syncs the GPU
+        for step in range(cfg.steps_per_epoch):
+            self.optimizer.zero_grad(set_to_none=True)
+            for _ in range(cfg.accumulation_steps):
+                size = choose_size(cfg.tile_sizes, gen)
+                x, y = self._to_device(*self.samplers[size].draw(cfg.batch_size, gen))
+                x, y = augment(x, y, cfg, gen)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with self._autocast():
+                    logits = self.model(x)
+                loss = self.loss_fn(logits.float(), y)
+                self.scaler.scale(loss / cfg.accumulation_steps).backward()
+                total += loss.detach()
+                count += 1
+            if (step + 1) % check_every == 0 and not torch.isfinite(total):
                 return float("nan")
-            self.scaler.scale(loss / cfg.accumulation_steps).backward()
-            if (i + 1) % cfg.accumulation_steps == 0 or i + 1 == len(plan):
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.optimizer_steps += 1
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        return total / max(1, count)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer_steps += 1
+        return float(total) / max(1, count)
 
     @torch.inference_mode()
     def validate(self) -> tuple[float, float, float]:
@@ -297,7 +311,10 @@ class Trainer:
         n = len(self.val_set)
         for start in range(0, n, self.cfg.batch_size):
             idx = torch.arange(start, min(n, start + self.cfg.batch_size))
-            x, y = self.val_set.batch(idx, self.device, self.channels_last)
+            idx = idx.to(self.val_set.images.device)
+            x, y = self._to_device(self.val_set.images.index_select(0, idx), self.val_set.masks.index_select(0, idx))
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             with self._autocast():
                 logits = self.model(x)
             logits = logits.float()
@@ -363,6 +380,12 @@ class Trainer:
             self.status = "completed"
 
 
+def _describe_data(data: dict[str, Any]) -> str:
+    if data["sampler"] == "tiles":
+        return f"tiles drawn with replacement {data['train_tiles']}"
+    return f"random crops of {data['train_images']} train image(s)"
+
+
 def _write_outputs(trainer: Trainer, metrics: dict[str, Any]) -> None:
     root, run_id = trainer.root, trainer.run_id
     state = trainer.best_state or {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
@@ -394,8 +417,9 @@ def train_run(config: Config, run_id: str, threads: int = 1, root: Path = Path("
             trainer = Trainer(run_id, cfg, lease, root, progress)
             resumed = trainer.try_resume()
             if progress:
-                print(f"train[{run_id}]: {lease.name}, tiles {trainer.n_tiles} (val {len(trainer.val_set)}), "
-                      f"{threads} thread(s), effective batch {cfg.effective_batch_size}", file=sys.stderr)
+                print(f"train[{run_id}]: {lease.name}, {_describe_data(trainer.data)} (val {len(trainer.val_set)} tiles), "
+                      f"{cfg.steps_per_epoch} steps/epoch x up to {cfg.max_epochs} epochs, {threads} thread(s), "
+                      f"effective batch {cfg.effective_batch_size}", file=sys.stderr)
             trainer.fit()
             full: dict[str, Any] = {}
             if trainer.best_state is not None:
@@ -403,16 +427,29 @@ def train_run(config: Config, run_id: str, threads: int = 1, root: Path = Path("
                 val = load_split("val", root)
                 probs = predict_images(trainer.model, {s: im for s, (im, _) in val.items()}, cfg, trainer.device,
                                        trainer.amp)
-                full = score_predictions(probs, {s: m for s, (_, m) in val.items()})
+                val_masks = {s: m for s, (_, m) in val.items()}
+                full = score_predictions(probs, val_masks)
+                full["prob_std"] = probability_spread(probs.values())
+                full["degenerate_reasons"] = degenerate_reasons(full, trivial_scores(val_masks.values()),
+                                                                full["prob_std"])
         except torch.cuda.OutOfMemoryError:
             raise TrainingError(
                 f"run '{run_id}': CUDA out of memory on {lease.name} with batch_size {cfg.batch_size} at tile size "
                 f"{cfg.tile_size}: lower batch_size and raise accumulation_steps (effective batch is "
                 f"{cfg.effective_batch_size}), or use a smaller tile size") from None
         history = trainer.history
+        reasons = full.pop("degenerate_reasons", [])
+        status = trainer.status
+        causes: list[str] = []
+        if reasons and status != "diverged":
+            causes = likely_causes(history, trainer.optimizer_steps, cfg.lr, cfg.steps_per_epoch, status)
+            status = "degenerate"
         metrics: dict[str, Any] = {
             "run_id": run_id,
-            "status": trainer.status,
+            "status": status,
+            "stop_reason": trainer.status,
+            "degenerate_reasons": reasons,
+            "likely_causes": causes,
             "best_val_jaccard": trainer.best_jaccard if trainer.best_state is not None else 0.0,
             "final_val_jaccard": history[-1]["val_jaccard"] if history else 0.0,
             "best_val_dice": max((h["val_dice"] for h in history), default=0.0),
@@ -425,7 +462,10 @@ def train_run(config: Config, run_id: str, threads: int = 1, root: Path = Path("
             "device_name": lease.name,
             "gpu_id": lease.gpu_id,
             "threads": threads,
-            "train_tiles": sum(trainer.n_tiles.values()),
+            "sampler": cfg.sampler,
+            "steps_per_epoch": cfg.steps_per_epoch,
+            "train_images": trainer.data.get("train_images"),
+            "train_tiles": sum(trainer.data.get("train_tiles", {}).values()) or None,
             "val_tiles": len(trainer.val_set),
             "train_seconds": sum(h["seconds"] for h in history),
             "wall_seconds": time.perf_counter() - wall0,
@@ -440,6 +480,9 @@ def train_run(config: Config, run_id: str, threads: int = 1, root: Path = Path("
         ckpt.unlink()
         with contextlib.suppress(OSError):
             ckpt.parent.rmdir()
+    if progress and reasons:
+        print(f"train[{run_id}]: warning: degenerate run: {'; '.join(reasons)}"
+              + (f" (likely: {'; '.join(causes)})" if causes else ""), file=sys.stderr)
     if progress:
         print(f"train[{run_id}]: {metrics['status']} after {metrics['epochs_run']} epochs; best val Jaccard "
               f"{metrics['best_val_jaccard']:.4f} (epoch {metrics['best_epoch']}), full-image "

@@ -1,6 +1,10 @@
 """Training-step benchmark: beadseg's U-Net vs a plain reference U-Net, epoch overhead, conv ceiling.
 
 Usage:  python benchmarks/train_step.py [--tile 256] [--batch 8] [--depth 3] [--channels 8] [--threads 1]
+                                      [--device cpu|cuda]
+
+On --device cuda every step runs under the same autocast (bf16 where supported) as training does, and
+timings synchronize the device before reading the clock.
 
 Prints, side by side from one process run:
   * tiles/s of one training step (forward + backward + Adam) for beadseg's U-Net and for a plain U-Net
@@ -14,6 +18,7 @@ Writes the same figures as JSON to benchmarks/out/train_step.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import sys
@@ -29,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from beadseg.config import validate  # noqa: E402
-from beadseg.devices import DeviceLease  # noqa: E402
+from beadseg.devices import DeviceLease, amp_dtype  # noqa: E402
 from beadseg.losses import build_loss  # noqa: E402
 from beadseg.models import build_model  # noqa: E402
 from beadseg.train import Trainer  # noqa: E402
@@ -62,6 +67,17 @@ class ReferenceUNet(nn.Module):
         return self.head(x)
 
 
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
+    """The mixed precision training uses on this device (none on the CPU)."""
+    dtype = amp_dtype(device)
+    return torch.autocast(device_type="cuda", dtype=dtype) if dtype else contextlib.nullcontext()
+
+
 def time_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, warmup: int = 2) -> float:
     """Seconds per training step (best of the measured steps' mean over 2 rounds)."""
     loss_fn = build_loss("combined")
@@ -70,53 +86,65 @@ def time_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, w
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
+        with autocast(x.device):
+            logits = model(x)
+        loss_fn(logits.float(), y).backward()
         opt.step()
 
     for _ in range(warmup):
         step()
     best = float("inf")
     for _ in range(2):
+        sync(x.device)
         t0 = time.perf_counter()
         for _ in range(steps):
             step()
+        sync(x.device)
         best = min(best, (time.perf_counter() - t0) / steps)
     return best
 
 
 def step_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     loss_fn = build_loss("combined")
-    with FlopCounterMode(display=False) as counter:
-        loss_fn(model(x), y).backward()
+    with FlopCounterMode(display=False) as counter, autocast(x.device):
+        loss_fn(model(x).float(), y).backward()
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops()
 
 
-def conv_ceiling(batch: int, tile: int, channels_last: bool) -> tuple[float, str]:
+def conv_ceiling(batch: int, tile: int, channels_last: bool, device: torch.device) -> tuple[float, str]:
     """Best measured GFLOP/s of a bare 3x3 convolution (forward + backward) over a few typical shapes."""
     best, best_shape = 0.0, ""
     for cin, size in ((16, tile), (32, tile // 2), (64, tile // 4)):
-        conv = nn.Conv2d(cin, cin, 3, padding=1, bias=False)
-        x = torch.randn(batch, cin, size, size, requires_grad=True)
+        conv = nn.Conv2d(cin, cin, 3, padding=1, bias=False).to(device)
+        x = torch.randn(batch, cin, size, size, device=device, requires_grad=True)
         if channels_last:
             conv = conv.to(memory_format=torch.channels_last)
             x = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+
+        def run() -> None:
+            with autocast(device):
+                out = conv(x)
+            out.float().sum().backward()
+
         with FlopCounterMode(display=False) as counter:
-            conv(x).sum().backward()
+            run()
         flops = counter.get_total_flops()
         for _ in range(2):
-            conv(x).sum().backward()
+            run()
+        n = 5 if device.type == "cpu" else 50
+        sync(device)
         t0 = time.perf_counter()
-        n = 5
         for _ in range(n):
-            conv(x).sum().backward()
+            run()
+        sync(device)
         gflops = flops * n / (time.perf_counter() - t0) / 1e9
         if gflops > best:
             best, best_shape = gflops, f"{cin}->{cin} @ {size}x{size}"
     return best, best_shape
 
 
-def epoch_overhead(depth: int, base: int, tile: int, batch: int) -> dict[str, float]:
+def epoch_overhead(depth: int, base: int, tile: int, batch: int, device: torch.device) -> dict[str, float]:
     """Time one real beadseg epoch (train + validate) and the pure compute of the same batches."""
     from tests.tiny_project import make_tiny_project
 
@@ -130,22 +158,26 @@ def epoch_overhead(depth: int, base: int, tile: int, batch: int) -> dict[str, fl
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         cfg = make_tiny_project(root, params)
-        trainer = Trainer("bench", cfg.run("bench"), DeviceLease(torch.device("cpu"), None, "cpu"), root, False)
+        trainer = Trainer("bench", cfg.run("bench"), DeviceLease(device, None, str(device)), root, False)
         trainer.train_epoch(0)  # warm-up
+        sync(device)
         t0 = time.perf_counter()
         trainer.train_epoch(1)
         trainer.validate()
+        sync(device)
         epoch_s = time.perf_counter() - t0
         n_train, n_val = len(trainer.train_sets[tile]), len(trainer.val_set)
-        x = torch.rand(batch, 1, tile, tile).contiguous(memory_format=torch.channels_last)
-        y = (torch.rand(batch, 1, tile, tile) > 0.85).float()
+        x = torch.rand(batch, 1, tile, tile, device=device).contiguous(memory_format=torch.channels_last)
+        y = (torch.rand(batch, 1, tile, tile, device=device) > 0.85).float()
         model = trainer.model
         step_s = time_steps(model, x, y, steps=3, warmup=1)
         model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device):
+            sync(device)
             t0 = time.perf_counter()
             for _ in range(3):
                 model(x)
+            sync(device)
             fwd_s = (time.perf_counter() - t0) / 3
         compute_s = step_s * n_train / batch + fwd_s * n_val / batch
     return {"epoch_seconds": epoch_s, "compute_seconds": compute_s,
@@ -160,14 +192,20 @@ def main() -> None:
     ap.add_argument("--channels", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (CUDA: autocast as in training)")
     args = ap.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("benchmark: --device cuda, but torch sees no CUDA device")
+        torch.backends.cudnn.benchmark = True
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    x = torch.rand(args.batch, 1, args.tile, args.tile)
+    x = torch.rand(args.batch, 1, args.tile, args.tile, device=device)
     y = (torch.rand_like(x) > 0.85).float()
-    ours = build_model("unet", depth=args.depth, base_channels=args.channels, dropout=0.0, norm="batch")
-    ref = ReferenceUNet(args.depth, args.channels)
+    ours = build_model("unet", depth=args.depth, base_channels=args.channels, dropout=0.0, norm="batch").to(device)
+    ref = ReferenceUNet(args.depth, args.channels).to(device)
     cfg = validate({"data": {}, "runs": {"a": {}}, "finetune": {}}).run("a")
     x_ours = x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
     if cfg.channels_last:
@@ -176,12 +214,13 @@ def main() -> None:
     ref_s = time_steps(ref, x, y, args.steps)
     ours_s = time_steps(ours, x_ours, y, args.steps)
     flops = step_flops(ours, x_ours, y)
-    ceiling, ceiling_shape = conv_ceiling(args.batch, args.tile, cfg.channels_last)
+    ceiling, ceiling_shape = conv_ceiling(args.batch, args.tile, cfg.channels_last, device)
     achieved = flops / ours_s / 1e9
-    overhead = epoch_overhead(args.depth, args.channels, args.tile, args.batch)
+    overhead = epoch_overhead(args.depth, args.channels, args.tile, args.batch, device)
 
     result = {
-        "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "threads": args.threads,
+        "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "threads": args.threads,
         "tile": args.tile, "batch": args.batch, "depth": args.depth, "base_channels": args.channels,
         "reference_tiles_per_s": args.batch / ref_s, "beadseg_tiles_per_s": args.batch / ours_s,
         "ratio_beadseg_over_reference": ref_s / ours_s,
@@ -200,11 +239,11 @@ def main() -> None:
         ("fraction of ceiling", f"{100 * result['fraction_of_ceiling']:.0f} %   (target >= 50 %)"),
     ]
     print(f"beadseg training-step benchmark: tile {args.tile}, batch {args.batch}, depth {args.depth}, "
-          f"base channels {args.channels}, {args.threads} thread(s), torch {torch.__version__}")
+          f"base channels {args.channels}, {args.threads} thread(s), {result['device_name']}, torch {torch.__version__}")
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
-    out = ROOT / "benchmarks" / "out" / "train_step.json"
+    out = ROOT / "benchmarks" / "out" / f"train_step{'' if device.type == 'cpu' else '_' + device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"  written: {out.relative_to(ROOT)}")

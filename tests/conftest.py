@@ -46,7 +46,7 @@ def tiny_params_dict() -> dict[str, Any]:
     params["data"] = {**params.get("data", {}), "source": "synthetic", "images": "data/raw/demo/images",
                       "masks": "data/raw/demo/masks", "synthetic": {"n_images": 4, "size": 128, "seed": 1}}
     params["tiling"] = {**params.get("tiling", {}), "sizes": [64, 128]}
-    params["train"] = {**params.get("train", {}), "depth": 3, "base_channels": 4, "max_epochs": 2, "patience": 2,
+    params["train"] = {**params.get("train", {}), "depth": 3, "base_channels": 4, "max_epochs": 2, "patience": 2, "steps_per_epoch": 3,
                        "batch_size": 4, "tile_size": 64, "lr": 3.0e-3}
     params["runs"] = {k: dict(v) for k, v in TINY_RUNS.items()}
     if "finetune" in schema().get("properties", {}):

@@ -14,7 +14,7 @@ def tiny_params(**train: Any) -> dict[str, Any]:
     return {
         "data": {"source": "synthetic", "synthetic": {"n_images": 4, "size": 128, "seed": 3}, "val_fraction": 0.25},
         "tiling": {"sizes": [64, 128], "stride_fraction": 1.0},
-        "train": {"depth": 3, "base_channels": 4, "batch_size": 4, "max_epochs": 3, "patience": 3,
+        "train": {"depth": 3, "base_channels": 4, "batch_size": 4, "max_epochs": 3, "patience": 3, "steps_per_epoch": 3,
                   "tile_size": 64, "lr": 3e-3, **train},
         "runs": {"a": {}},
         "finetune": {},

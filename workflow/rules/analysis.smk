@@ -2,6 +2,7 @@ rule aggregate:
     input:
         metrics=expand("results/runs/{run}/metrics.json", run=RUN_IDS),
         histories=expand("results/runs/{run}/history.csv", run=RUN_IDS),
+        baseline="results/summary/baseline.json",
     output:
         runs="results/summary/runs.csv",
         summary="results/summary/summary.json",
@@ -18,6 +19,7 @@ rule figures:
     input:
         runs="results/summary/runs.csv",
         histories="results/summary/histories.csv",
+        baseline="results/summary/baseline.json",
         val_images="data/split/val.npz",
         models=expand("results/runs/{run}/model.pt", run=RUN_IDS),
     output:
@@ -52,6 +54,8 @@ rule report:
         summary="results/summary/summary.json",
         histories="results/summary/histories.csv",
         numbers="results/report/analysis_numbers.json",
+        fingerprint="results/summary/fingerprint.json",
+        baseline="results/summary/baseline.json",
         figures=expand("results/report/figures/{name}", name=FIGURES),
     output:
         report=report(

@@ -12,6 +12,8 @@ ENV = "../envs/beadseg.yaml"
 DATA_SETTINGS = asdict(CFG.data)
 SYNTH_SETTINGS = asdict(CFG.data.synthetic)
 ANALYSIS_SETTINGS = asdict(CFG.analysis)
+TILING_SETTINGS = asdict(CFG.tiling)
+RUN_BUDGETS = CFG.run_budgets
 
 
 wildcard_constraints:
@@ -21,10 +23,11 @@ wildcard_constraints:
 
 
 def train_tiles(wildcards):
-    """Tiles of every size the run trains on (its tile_size plus extra_tile_sizes)."""
+    """Tiles of every size the run trains on (its tile_size plus extra_tile_sizes), its validation tiles, and the
+    full training images its random crops come from."""
     return [
         f"data/tiles/t{size}/train.npz" for size in CFG.run(wildcards.run).tile_sizes
-    ] + [f"data/tiles/t{CFG.run(wildcards.run).tile_size}/val.npz"]
+    ] + [f"data/tiles/t{CFG.run(wildcards.run).tile_size}/val.npz", "data/split/train.npz"]
 
 
 def init_model(wildcards):

@@ -1,4 +1,5 @@
-# synth (embedded demo) -> split (by source image) -> tile (one job per tile size).
+# synth (embedded demo) -> split (by source image) -> tile (one job per tile size); after the split,
+# fingerprint (what the data look like, steps per run, warnings) and baseline (a classical threshold).
 # Each rule's params hold exactly the settings its step reads, so Snakemake's params trigger re-runs
 # a step only when one of *its* settings changed (adding a tile size adds one tile job, re-tiles nothing).
 
@@ -64,3 +65,33 @@ rule tile:
         small_images=CFG.tiling.small_images,
     shell:
         "beadseg tile --size {wildcards.size} 2>&1 | tee {log}"
+
+
+rule fingerprint:
+    input:
+        manifest="data/split/split.json",
+        images=CFG.data.images,
+        masks=CFG.data.masks,
+    output:
+        "results/summary/fingerprint.json",
+    log:
+        "logs/fingerprint/fingerprint.log",
+    params:
+        tiling=TILING_SETTINGS,
+        budgets=RUN_BUDGETS,
+    shell:
+        "beadseg fingerprint 2>&1 | tee {log}"
+
+
+rule baseline:
+    input:
+        train="data/split/train.npz",
+        val="data/split/val.npz",
+    output:
+        "results/summary/baseline.json",
+    log:
+        "logs/baseline/baseline.log",
+    benchmark:
+        "benchmarks/baseline/baseline.tsv"
+    shell:
+        "beadseg baseline 2>&1 | tee {log}"
