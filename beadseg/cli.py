@@ -77,8 +77,12 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
     from beadseg.analysis.aggregate import aggregate
 
     summary = aggregate(_config(args))
-    print(f"aggregate: {summary['n_runs']} runs; best {summary['best_run_id']} "
-          f"(val Jaccard {summary['best_val_jaccard']:.4f})", file=sys.stderr)
+    if summary["search_failed"]:
+        print(f"aggregate: {summary['n_runs']} runs; the search failed: no run is a result "
+              f"({summary['n_degenerate']} degenerate, {summary['n_diverged']} diverged)", file=sys.stderr)
+    else:
+        print(f"aggregate: {summary['n_runs']} runs; best {summary['best_run_id']} "
+              f"(val Jaccard {summary['best_val_jaccard']:.4f})", file=sys.stderr)
 
 
 def cmd_figures(args: argparse.Namespace) -> None:

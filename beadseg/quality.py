@@ -82,7 +82,7 @@ def likely_causes(history: Sequence[Mapping[str, Any]], optimizer_steps: int, lr
     causes = []
     if optimizer_steps < min_steps:
         causes.append(f"only {optimizer_steps} optimizer steps ({steps_per_epoch} per epoch x {len(history)} "
-                      f"epochs; a U-Net usually needs {min_steps}+): raise steps_per_epoch, max_epochs or patience")
+                      f"epochs, where a U-Net usually needs {min_steps}+): raise steps_per_epoch, max_epochs or patience")
     val = [float(h["val_loss"]) for h in history if h.get("val_loss") is not None]
     if stop_status == "early_stopped" and len(val) >= 2 and val[-1] <= min(val[:-1]):
         causes.append("early stopping ended it while the validation loss was still falling: raise patience")

@@ -52,8 +52,10 @@ def test_no_rule_fires_on_a_quiet_search(tmp_path):
 def test_every_rule_fires_on_a_loud_search(tmp_path):
     root, cfg, runs = _runs(tmp_path, LOUD)
     recs = {r.rule: r for r in recommend.recommendations(runs, cfg)}
-    # lr 1e-3 lies inside the grid [1e-4, 1e-3, 1e-2], so lr_edge stays silent
-    assert set(recs) == {"overfitting", "epoch_cap", "diverged", "resolution", "replicate_variance"}
+    # the run at lr 1e-2 diverged, so it is not a result: among the results 1e-3 is the largest lr, and
+    # lr_edge extends the grid up, but only below the lr that diverged
+    assert set(recs) == {"overfitting", "epoch_cap", "lr_edge", "diverged", "resolution", "replicate_variance"}
+    assert 1e-3 < max(recs["lr_edge"].changes["lr"]) < 1e-2
     assert "top_s0" in recs["overfitting"].evidence and "21.4 %" in recs["overfitting"].evidence
     assert "epoch 10 of max_epochs 10" in recs["epoch_cap"].evidence
     assert recs["diverged"].changes["lr_below"] == pytest.approx(1e-2)

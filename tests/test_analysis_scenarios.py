@@ -34,7 +34,8 @@ NO_LARGE = {
     (ONE_RUN, (32,), ["**Only one run.**", "no ranking", "only one loss type (combined) was run",
                       "Only 32 px tiles were searched"]),
     (ONE_LOSS, (32, 64), ["**All runs used the same loss (combined).**", "no loss comparison is possible"]),
-    (DIVERGED, (32,), ["**1 run(s) diverged**", "bad", "Avoid the learning rates that diverged", "worst (bad, 0.0000, diverged)"]),
+    (DIVERGED, (32,), ["**1 run(s) diverged**", "- **bad** (diverged)", "Avoid the learning rates that diverged",
+                       "left out (not results): bad (diverged)", "worst (mid, 0.3000, early_stopped)"]),
     (NO_LARGE, (32,), ["**Only one tile size (32 px) was searched:**", "there is no resolution comparison"]),
 ], ids=["one_run", "one_loss", "diverged", "no_large_size"])
 def test_degraded_search_reports_honestly(tmp_path, runs, sizes, phrases):

@@ -1,6 +1,13 @@
 """The seven analysis figures, one function each, drawn from runs.csv / histories.csv and (fig6, fig7)
 from the numbers of :mod:`beadseg.analysis.gradients`, which :func:`make_figures` also writes to
-``results/report/analysis_numbers.json`` for the report."""
+``results/report/analysis_numbers.json`` for the report.
+
+Only the runs that are results are drawn (:func:`beadseg.analysis.stats.valid_runs`): a degenerate or
+diverged run never appears as a bar, a dot or a "best" anywhere; each figure says how many runs it
+left out, and draws a plain message instead of a chart when no run is a result. fig1 also draws the
+threshold baseline (results/summary/baseline.json) and the trivial "every pixel bead" score as
+reference lines.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import pandas as pd  # noqa: E402
 from beadseg import paths  # noqa: E402
 from beadseg.analysis import FIGURES, stats  # noqa: E402
 from beadseg.analysis.aggregate import load_runs  # noqa: E402
+from beadseg.analysis.inputs import baseline_jaccard, load_baseline  # noqa: E402
 from beadseg.analysis.gradients import (CLASSES, VARIANT_LABELS, curve_numbers, loss_curves,  # noqa: E402
                                         pixel_gradient_analysis)
 from beadseg.config import Config, TrainConfig  # noqa: E402
@@ -49,35 +57,99 @@ def _message(ax: plt.Axes, text: str) -> None:
     ax.set_yticks([])
 
 
+def left_out_text(runs: pd.DataFrame) -> str:
+    """'Left out (not results): a (degenerate), b (diverged)' or '' when every run is a result."""
+    bad = stats.invalid_runs(runs)
+    if bad.empty:
+        return ""
+    named = ", ".join(f"{_short(str(r.run_id), 24)} ({r.status})" for r in bad.head(6).itertuples())
+    more = f" and {len(bad) - 6} more" if len(bad) > 6 else ""
+    return f"Left out, not results: {named}{more}"
+
+
+def no_result_text(runs: pd.DataFrame) -> str:
+    return (f"No run is a result: all {len(runs)} run(s) are degenerate or diverged,\n"
+            "so there is nothing to compare here (see REPORT.md, Executive summary).")
+
+
+def message_figure(runs: pd.DataFrame, title: str, target: Path) -> Path:
+    """The placeholder figure drawn when no run is a result."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
+    _message(ax, no_result_text(runs))
+    ax.set_title(title)
+    return save(fig, target)
+
+
+def note_left_out(fig: plt.Figure, runs: pd.DataFrame) -> None:
+    """A grey footnote naming the runs a figure leaves out (nothing when none)."""
+    text = left_out_text(runs)
+    if text:
+        fig.text(0.5, -0.03, text, ha="center", va="top", fontsize=8, color="0.35", wrap=True)
+
+
 # --------------------------------------------------------------------------- fig1
 
 
-def fig_top_configurations(runs: pd.DataFrame, cfg: Config, target: Path) -> Path:
-    """Top-k runs: best vs final val Jaccard bars, the overfitting drop annotated (red above threshold)."""
-    top = runs.head(cfg.analysis.top_k)
-    thr = cfg.analysis.overfit_drop_threshold
+def reference_lines(ax: plt.Axes, baseline: dict[str, Any]) -> list[float]:
+    """The threshold baseline's and the all-foreground prediction's full-image Jaccard as labelled lines."""
+    drawn = []
+    base = baseline_jaccard(baseline)
+    if base is not None:
+        ax.axhline(base, color="#9467bd", ls="--", lw=1.6,
+                   label=f"threshold baseline ({baseline.get('method')}, full image): {base:.3f}")
+        drawn.append(base)
+    trivial = baseline.get("all_foreground_jaccard")
+    if trivial is not None:
+        ax.axhline(float(trivial), color="0.35", ls=":", lw=1.6,
+                   label=f"every pixel bead (trivial, full image): {float(trivial):.3f}")
+        drawn.append(float(trivial))
+    return drawn
+
+
+def _top_bars(ax: plt.Axes, top: pd.DataFrame, thr: float, ymax: float) -> None:
     x = np.arange(len(top))
-    fig, ax = plt.subplots(figsize=(max(6.5, 1.6 * len(top) + 2), 4.8))
     ax.bar(x - 0.2, top["best_val_jaccard"], 0.4, label="best val Jaccard (best epoch)", color="#2ca02c")
     ax.bar(x + 0.2, top["final_val_jaccard"], 0.4, label="final val Jaccard (last epoch)", color="#98df8a")
     if "full_val_jaccard" in top and top["full_val_jaccard"].notna().any():
         ax.scatter(x, top["full_val_jaccard"], marker="D", color="black", zorder=3, s=28,
                    label="full-image val Jaccard (best model)")
-    ymax = float(np.nanmax(top[["best_val_jaccard", "final_val_jaccard"]].to_numpy())) if len(top) else 1.0
     for xi, r in zip(x, top.itertuples()):
         drop = float(r.overfit_drop)
         color = "#d62728" if drop > thr else "0.3"
-        ax.annotate("", xy=(xi + 0.2, r.final_val_jaccard), xytext=(xi + 0.2, r.best_val_jaccard),
-                    arrowprops={"arrowstyle": "->", "color": color, "lw": 1.5}) if drop > 0 else None
+        if drop > 0:
+            ax.annotate("", xy=(xi + 0.2, r.final_val_jaccard), xytext=(xi + 0.2, r.best_val_jaccard),
+                        arrowprops={"arrowstyle": "->", "color": color, "lw": 1.5})
         ax.text(xi, max(r.best_val_jaccard, r.final_val_jaccard) + 0.03 * max(ymax, 0.1),
                 f"drop {100 * drop:.1f} %", ha="center", fontsize=8, color=color,
                 fontweight="bold" if drop > thr else "normal")
     ax.set_xticks(x, [f"#{int(r['rank'])}\n{_short(str(r['run_id']))}" for _, r in top.iterrows()], fontsize=8)
+
+
+def fig_top_configurations(runs: pd.DataFrame, cfg: Config, target: Path,
+                           baseline: dict[str, Any] | None = None) -> Path:
+    """Top-k results: best vs final val Jaccard bars, the overfitting drop annotated (red above threshold),
+    the threshold baseline and the trivial all-bead score as reference lines.
+
+    Degenerate and diverged runs are left out of the bars (named in a footnote): they are not results.
+    """
+    top = stats.valid_runs(runs).head(cfg.analysis.top_k)
+    thr = cfg.analysis.overfit_drop_threshold
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.6 * len(top) + 2), 4.8))
+    ymax = float(np.nanmax(top[["best_val_jaccard", "final_val_jaccard"]].to_numpy())) if len(top) else 0.0
+    if len(top):
+        _top_bars(ax, top, thr, ymax)
+        ax.set_title(f"Top {len(top)} runs: best vs final val Jaccard (red: drop > {100 * thr:.0f} % = overfitting)")
+    else:
+        ax.text(0.5, 0.75, no_result_text(runs), ha="center", va="center", fontsize=10, transform=ax.transAxes,
+                bbox={"facecolor": "white", "edgecolor": "0.6"})
+        ax.set_xticks([])
+        ax.set_title("Top runs: none (the search failed)")
+    ymax = max([ymax, *reference_lines(ax, baseline or {})])
     ax.set_ylabel("validation Jaccard (IoU, 0–1)")
     ax.set_ylim(0, min(1.05, ymax * 1.3 + 0.05) + 0.17)  # headroom for labels and the legend
-    ax.set_title(f"Top {len(top)} runs: best vs final val Jaccard (red: drop > {100 * thr:.0f} % = overfitting)")
-    ax.legend(loc="upper center", fontsize=8, ncol=3)
+    ax.legend(loc="upper center", fontsize=8, ncol=3 if len(top) else 1)
     ax.grid(axis="y", alpha=0.3)
+    note_left_out(fig, runs)
     fig.tight_layout()
     return save(fig, target)
 
@@ -86,7 +158,11 @@ def fig_top_configurations(runs: pd.DataFrame, cfg: Config, target: Path) -> Pat
 
 
 def fig_hyperparameter_impact(runs: pd.DataFrame, cfg: Config, target: Path) -> Path:
-    """One panel per varied setting: mean ± std of best val Jaccard per value, best run per value starred."""
+    """One panel per varied setting: mean ± std of best val Jaccard per value, best run per value starred
+    (results only)."""
+    everything, runs = runs, stats.valid_runs(runs)
+    if runs.empty:
+        return message_figure(everything, "Hyperparameter impact", target)
     axes_names = stats.varied_axes(runs)
     if not axes_names:
         fig, ax = plt.subplots(figsize=(6.5, 3))
@@ -119,6 +195,7 @@ def fig_hyperparameter_impact(runs: pd.DataFrame, cfg: Config, target: Path) -> 
         ax.set_visible(False)
     fig.suptitle("Hyperparameter impact: best val Jaccard per value of each varied setting "
                  "(error bar: std, none when n = 1)", fontsize=11)
+    note_left_out(fig, everything)
     fig.tight_layout()
     return save(fig, target)
 
@@ -127,7 +204,10 @@ def fig_hyperparameter_impact(runs: pd.DataFrame, cfg: Config, target: Path) -> 
 
 
 def fig_learning_curves(runs: pd.DataFrame, histories: pd.DataFrame, target: Path) -> Path:
-    """Best and worst run: train/val loss and val Jaccard per epoch, best epoch marked."""
+    """Best and worst result: train/val loss and val Jaccard per epoch, best epoch marked."""
+    everything, runs = runs, stats.valid_runs(runs)
+    if runs.empty:
+        return message_figure(everything, "Learning curves", target)
     picks = [("best", runs.iloc[0]), ("worst", runs.iloc[-1])] if len(runs) > 1 else [("only run", runs.iloc[0])]
     fig, axes = plt.subplots(len(picks), 2, figsize=(11.5, 3.8 * len(picks)), squeeze=False)
     for row, (label, run) in zip(axes, picks):
@@ -152,6 +232,7 @@ def fig_learning_curves(runs: pd.DataFrame, histories: pd.DataFrame, target: Pat
         for ax in row:
             ax.legend(loc="best", fontsize=8)
             ax.grid(alpha=0.3)
+    note_left_out(fig, everything)
     fig.tight_layout()
     return save(fig, target)
 
@@ -160,7 +241,10 @@ def fig_learning_curves(runs: pd.DataFrame, histories: pd.DataFrame, target: Pat
 
 
 def fig_loss_comparison(runs: pd.DataFrame, target: Path) -> Path:
-    """Violin (n >= 2) and box plots of best val Jaccard by loss type, every run as a dot, n per group."""
+    """Violin (n >= 2) and box plots of best val Jaccard by loss type, every result as a dot, n per group."""
+    everything, runs = runs, stats.valid_runs(runs)
+    if runs.empty:
+        return message_figure(everything, "Loss comparison", target)
     table = stats.loss_stats(runs)
     groups = [runs.loc[runs["loss"] == loss, "best_val_jaccard"].to_numpy(float) for loss in table["loss"]]
     labels = [f"{loss}\n(n={len(g)})" for loss, g in zip(table["loss"], groups)]
@@ -183,9 +267,10 @@ def fig_loss_comparison(runs: pd.DataFrame, target: Path) -> Path:
     a1.set_title("Violin where n ≥ 2 (dots: one run each)")
     a2.set_title("Box plot (median, quartiles; dots: runs)")
     if (table["n"] < 2).any() or len(table) < 2:
-        fig.text(0.5, -0.02, "Caution: groups with n = 1 (or a single loss type) are not evidence for a ranking "
+        fig.text(0.5, 0.0, "Caution: groups with n = 1 (or a single loss type) are not evidence for a ranking "
                  "of losses.", ha="center", fontsize=9, color="#d62728")
     fig.suptitle("Loss comparison: best val Jaccard per run, grouped by loss type", fontsize=11)
+    note_left_out(fig, everything)
     fig.tight_layout()
     return save(fig, target)
 
@@ -194,7 +279,11 @@ def fig_loss_comparison(runs: pd.DataFrame, target: Path) -> Path:
 
 
 def fig_convergence(runs: pd.DataFrame, target: Path) -> Path:
-    """Best epoch vs best Jaccard coloured by epochs run; efficiency ranking (Jaccard per training second)."""
+    """Best epoch vs best Jaccard coloured by epochs run; efficiency ranking (Jaccard per training second);
+    results only."""
+    everything, runs = runs, stats.valid_runs(runs)
+    if runs.empty:
+        return message_figure(everything, "Convergence and efficiency", target)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1, 1.1]})
     sc = a1.scatter(runs["best_epoch"], runs["best_val_jaccard"], c=runs["epochs_run"], cmap="viridis", s=60,
                     edgecolors="black", vmin=0, vmax=max(1, int(runs["max_epochs"].max())))
@@ -227,6 +316,7 @@ def fig_convergence(runs: pd.DataFrame, target: Path) -> Path:
                 va="center", fontsize=7)
     a2.set_xlim(0, float(eff[key].max() * (1000 if per_second else 1)) * 1.45 if len(eff) else 1)
     a2.grid(axis="x", alpha=0.3)
+    note_left_out(fig, everything)
     fig.tight_layout()
     return save(fig, target)
 
@@ -299,6 +389,12 @@ def fig_pixel_gradients(analysis: dict[str, Any], target: Path) -> Path:
     for h in leg.legend_handles:
         h.set_facecolor("white")
         h.set_edgecolor("black")
+    if not any(per[s].get("gradients") for s in sizes):
+        notes = "\n".join(f"{s} px: {per[s].get('note', 'no model')}" for s in sizes)
+        _message(axs[1], f"No gradient analysis:\n{notes}\n(degenerate and diverged runs are never analysed)")
+        axs[2].set_visible(False)
+        fig.tight_layout()
+        return save(fig, target)
     variants = ["no_focal_term", "focal", "dice", "combined"]
     labels_v = {"no_focal_term": "γ=0", "focal": "focal", "dice": "dice", "combined": "combined"}
     width = 0.8 / len(sizes)
@@ -365,14 +461,22 @@ def _json_safe(v: Any) -> Any:
     return v
 
 
+def best_run_id(runs: pd.DataFrame) -> str | None:
+    """The best result's run id (None when no run is a result)."""
+    valid = stats.valid_runs(runs)
+    return None if valid.empty else str(valid.iloc[0]["run_id"])
+
+
 def best_train_config(runs: pd.DataFrame, cfg: Config) -> TrainConfig:
-    rid = str(runs.iloc[0]["run_id"])
+    """The best result's settings, or the train defaults when there is no result."""
+    rid = best_run_id(runs)
     return cfg.runs[rid] if rid in cfg.runs else cfg.train_defaults
 
 
 def make_figures(cfg: Config, root: Path = Path(".")) -> list[Path]:
     runs = load_runs(root)
     histories = pd.read_csv(root / paths.histories_table())
+    baseline = load_baseline(root)
     out = root / paths.FIGURES_DIR
     tc = best_train_config(runs, cfg)
     analysis = pixel_gradient_analysis(cfg, runs, root)
@@ -380,7 +484,7 @@ def make_figures(cfg: Config, root: Path = Path(".")) -> list[Path]:
     fg = fg if isinstance(fg, float) and math.isfinite(fg) and fg > 0 else 0.1
     curves = loss_curves(tc, fg)
     written = [
-        fig_top_configurations(runs, cfg, out / FIGURES[0]),
+        fig_top_configurations(runs, cfg, out / FIGURES[0], baseline),
         fig_hyperparameter_impact(runs, cfg, out / FIGURES[1]),
         fig_learning_curves(runs, histories, out / FIGURES[2]),
         fig_loss_comparison(runs, out / FIGURES[3]),
@@ -389,6 +493,6 @@ def make_figures(cfg: Config, root: Path = Path(".")) -> list[Path]:
         fig_pixel_gradients(analysis, out / FIGURES[6]),
     ]
     numbers = {"fig6": curve_numbers(curves, tc), "fig6_foreground_fraction": fg,
-               "fig6_best_run": str(runs.iloc[0]["run_id"]), "fig7": analysis}
+               "fig6_best_run": best_run_id(runs), "fig7": analysis}
     write_json(numbers_file(root), _json_safe(numbers))
     return written

@@ -25,6 +25,7 @@ import torch
 from skimage.segmentation import find_boundaries
 
 from beadseg import paths
+from beadseg.analysis import stats
 from beadseg.config import Config, TrainConfig
 from beadseg.data.prepare import load_split
 from beadseg.data.tiling import extract_tiles
@@ -132,8 +133,10 @@ def pixel_classes(mask: np.ndarray) -> np.ndarray:
 
 
 def _pick_model(runs: pd.DataFrame, size: int, root: Path) -> pd.Series | None:
-    ok = runs[runs["status"] != "diverged"] if "status" in runs else runs
-    for frame in (ok[ok["tile_size"] == size], ok, runs):
+    """The best result of this tile size with a model.pt, else the best result of any size; never a
+    degenerate or diverged run (its predictions carry no information about the losses)."""
+    ok = stats.valid_runs(runs)
+    for frame in (ok[ok["tile_size"] == size], ok):
         for _, row in frame.iterrows():  # runs.csv is sorted best first
             if (root / paths.model_file(str(row["run_id"]))).is_file():
                 return row
@@ -215,7 +218,7 @@ def analyse_size(cfg: Config, runs: pd.DataFrame, size: int, root: Path) -> dict
     row = _pick_model(runs, size, root)
     if row is None or not len(tiles):
         res["model_run"] = None
-        res["note"] = "no model.pt found" if row is None else "no validation tiles"
+        res["note"] = "no model.pt of a run that is a result" if row is None else "no validation tiles"
         return res
     ckpt = load_checkpoint(root / paths.model_file(str(row["run_id"])))
     tc = TrainConfig.from_dict(ckpt["config"])

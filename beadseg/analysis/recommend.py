@@ -1,7 +1,12 @@
 """Rule-based recommendations over runs.csv, each citing its evidence, and the next search grid.
 
-Rules (thresholds from the ``analysis`` section of params.yaml):
+Rules (thresholds from the ``analysis`` section of params.yaml). Every rule but ``degenerate`` and
+``diverged`` looks at the runs that are results only (:func:`beadseg.analysis.stats.valid_runs`):
 
+* ``degenerate``    runs learned nothing (status ``degenerate``) -> the fix their likely causes point
+                     to: too few optimizer steps -> steps_per_epoch x4 and more patience; a tiny learning
+                     rate -> lr grid 1e-4..3e-3; a training loss that did not fall -> a lower lr. When no
+                     run is a result this is the main change of next_search.yaml.
 * ``overfitting``   a top-k run lost more than ``overfit_drop_threshold`` (relative) between its best and
                      final val Jaccard -> stronger regularisation (dropout axis).
 * ``epoch_cap``     the best run's best epoch is at or above ``near_cap_fraction`` x max_epochs -> train
@@ -18,6 +23,7 @@ Rules (thresholds from the ``analysis`` section of params.yaml):
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +34,18 @@ import yaml
 from beadseg.analysis import stats
 from beadseg.config import Config, validate
 from beadseg.plan import expand_grid
+from beadseg.quality import MIN_STEPS, TINY_LR
 
 MAX_NEXT_RUNS = 24
+STEPS_FACTOR = 4
+SAFE_LR_GRID: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)
+# Keywords of the likely causes beadseg.quality.likely_causes writes, by the fix they call for.
+CAUSE_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "steps": ("optimizer steps",),
+    "patience": ("early stopping ended it",),
+    "tiny_lr": ("too small to move the weights",),
+    "flat_loss": ("training loss did not fall",),
+}
 
 
 @dataclass
@@ -45,6 +61,11 @@ def _fmt_lr(v: float) -> str:
     return stats.format_value("lr", v)
 
 
+def _sentence(text: str) -> str:
+    """``text`` with its first letter capitalised and a full stop."""
+    return (text[:1].upper() + text[1:] + ".") if text else ""
+
+
 def _round_lr(v: float) -> float:
     return float(f"{v:.2g}")
 
@@ -57,8 +78,9 @@ def _full_or_tile(runs: pd.DataFrame) -> tuple[str, str]:
 
 def rule_overfitting(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
     thr = cfg.analysis.overfit_drop_threshold
+    runs = stats.valid_runs(runs)
     top = runs.head(cfg.analysis.top_k)
-    hit = top[(top["overfit_drop"] > thr) & (top["status"] != "diverged")]
+    hit = top[top["overfit_drop"] > thr]
     if hit.empty:
         return None
     ev = "; ".join(f"{r.run_id}: best {r.best_val_jaccard:.4f} (epoch {int(r.best_epoch)}) -> final "
@@ -75,11 +97,14 @@ def rule_overfitting(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
 
 
 def rule_epoch_cap(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
+    runs = stats.valid_runs(runs)
+    if runs.empty:
+        return None
     best = runs.iloc[0]
     cap, frac = int(best["max_epochs"]), cfg.analysis.near_cap_fraction
-    if best["status"] == "diverged" or best["best_epoch"] < frac * cap:
+    if best["best_epoch"] < frac * cap:
         return None
-    near = runs[(runs["best_epoch"] >= frac * runs["max_epochs"]) & (runs["status"] != "diverged")]
+    near = runs[runs["best_epoch"] >= frac * runs["max_epochs"]]
     new_cap = int(cap * 2)
     new_patience = max(int(best["patience"]), int(math.ceil(0.25 * new_cap)))
     return Recommendation(
@@ -91,11 +116,15 @@ def rule_epoch_cap(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
 
 
 def rule_lr(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
+    valid = stats.valid_runs(runs)
+    if valid.empty:
+        return None
+    diverged = runs[runs["status"] == "diverged"]
+    limit = float(diverged["lr"].min()) if not diverged.empty else math.inf
+    runs = valid
     best = runs.iloc[0]
     lrs = sorted(float(v) for v in runs["lr"].unique())
     blr = float(best["lr"])
-    diverged = runs[runs["status"] == "diverged"]
-    limit = float(diverged["lr"].min()) if not diverged.empty else math.inf
     if len(lrs) == 1:
         values = [v for v in (_round_lr(blr / 3), blr, _round_lr(blr * 3)) if v < limit] or [blr]
         return Recommendation(
@@ -103,7 +132,7 @@ def rule_lr(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
             f"Only one learning rate ({_fmt_lr(blr)}) was searched, so nothing shows whether it is near the optimum.",
             f"Search lr {[_fmt_lr(v) for v in values]}.", {"lr": values})
     if blr == lrs[0]:
-        values = [_round_lr(blr / 10), _round_lr(blr / 3), blr]
+        values = [v for v in (_round_lr(blr / 10), _round_lr(blr / 3)) if v >= TINY_LR] + [blr]
         side = "smallest"
     elif blr == lrs[-1]:
         values = [v for v in (blr, _round_lr(blr * 3), _round_lr(blr * 10)) if v < limit] or [blr]
@@ -114,7 +143,8 @@ def rule_lr(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
         return None
     return Recommendation(
         "lr_edge", f"Extend the learning-rate grid ({'down' if side == 'smallest' else 'up'})",
-        f"The best run {best['run_id']} used lr {_fmt_lr(blr)}, the {side} of the searched values "
+        f"The best run {best['run_id']} used lr {_fmt_lr(blr)}, the {side} of the values searched by runs that are "
+        "results "
         f"{[_fmt_lr(v) for v in lrs]}: the optimum may lie beyond the grid.",
         f"Search lr {[_fmt_lr(v) for v in values]}.", {"lr": values})
 
@@ -134,6 +164,7 @@ def rule_diverged(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
 
 
 def rule_resolution(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
+    runs = stats.valid_runs(runs)
     sizes = sorted(int(s) for s in runs["tile_size"].unique())
     if len(sizes) < 2:
         return None
@@ -148,7 +179,7 @@ def rule_resolution(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
     steps = ""
     if "optimizer_steps" in runs and runs["optimizer_steps"].notna().any():
         per_epoch = (runs["optimizer_steps"] / runs["epochs_run"].where(runs["epochs_run"] > 0))
-        ss, sl = per_epoch[gs.index].mean(), per_epoch[gl.index].mean()
+        ss, sl = per_epoch.loc[gs.index].mean(), per_epoch.loc[gl.index].mean()
         if math.isfinite(ss) and math.isfinite(sl):
             steps = f" Runs on {large} px tiles made {sl:.1f} optimizer steps per epoch against {ss:.1f} on {small} px."
     k = max(2, int(round(eff_small / eff_large))) if eff_large > 0 else 2
@@ -163,6 +194,9 @@ def rule_resolution(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
 
 
 def rule_replicates(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
+    runs = stats.valid_runs(runs)
+    if runs.empty:
+        return None
     rep = stats.replicate_stats(runs, cfg.analysis.confidence)
     thr = cfg.analysis.replicate_std_threshold
     if rep.empty:
@@ -186,11 +220,68 @@ def rule_replicates(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
         {"seeds": [0, 1, 2, 3, 4]})
 
 
-RULES = (rule_overfitting, rule_epoch_cap, rule_lr, rule_diverged, rule_resolution, rule_replicates)
+def cause_kinds(causes: str) -> set[str]:
+    """Which fixes (keys of CAUSE_KEYWORDS) a run's likely causes (runs.csv text) call for."""
+    return {kind for kind, words in CAUSE_KEYWORDS.items() if any(w in causes for w in words)}
+
+
+def _degenerate_fix(d: pd.DataFrame, kinds: set[str]) -> tuple[dict[str, Any], list[str]]:
+    """Setting changes and their plain-language actions for the degenerate runs ``d``."""
+    changes: dict[str, Any] = {}
+    actions: list[str] = []
+    more_steps = "steps" in kinds or not kinds
+    if more_steps or "patience" in kinds:
+        pat = int(d["patience"].max())
+        changes["patience"] = max(2 * pat, pat + 4)
+    if more_steps:
+        spe = int(d["steps_per_epoch"].max())
+        epochs = min(int(d["max_epochs"].min()), changes["patience"] + 1)  # before early stopping can end a run
+        changes["steps_per_epoch"] = max(spe * STEPS_FACTOR, math.ceil(MIN_STEPS / max(1, epochs)))
+        actions.append(f"raise steps_per_epoch {spe} -> {changes['steps_per_epoch']} (at least x{STEPS_FACTOR}, and "
+                       f"enough that early stopping cannot end a run before {MIN_STEPS} optimizer steps)")
+    if "patience" in changes:
+        actions.append(f"raise patience {pat} -> {changes['patience']}")
+    if "tiny_lr" in kinds:
+        changes["lr"] = list(SAFE_LR_GRID)
+        actions.append(f"search lr {[_fmt_lr(v) for v in SAFE_LR_GRID]}")
+    elif "flat_loss" in kinds:
+        lr = float(d["lr"].min())
+        changes["lr"] = [v for v in (_round_lr(lr / 10), _round_lr(lr / 3)) if v >= TINY_LR] or [lr]
+        actions.append(f"lower the learning rate: search lr {[_fmt_lr(v) for v in changes['lr']]} "
+                       f"(the runs used {_fmt_lr(lr)}+), after checking that the masks match the images")
+    return changes, actions
+
+
+def rule_degenerate(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
+    """Runs that learned nothing: the fix their likely causes point to (more steps, patience, another lr)."""
+    d = runs[runs["status"] == "degenerate"]
+    if d.empty:
+        return None
+    causes = {str(r.run_id): stats.list_text(getattr(r, "likely_causes", None)) for r in d.itertuples()}
+    kinds = set().union(*(cause_kinds(c) for c in causes.values()))
+    changes, actions = _degenerate_fix(d, kinds)
+    ev = " ".join(f"[{rid}] {c or 'no likely cause recorded'}." for rid, c in causes.items())
+    note = "" if kinds else (f" No recorded cause points elsewhere, so the most common one is assumed: too few "
+                             f"optimizer steps (fewer than {MIN_STEPS} rarely train a U-Net).")
+    failed = stats.valid_runs(runs).empty
+    return Recommendation(
+        "degenerate", "Fix the runs that learned nothing" + (" (the search failed)" if failed else ""),
+        f"{len(d)} of {len(runs)} run(s) are degenerate (no better than a trivial prediction). Likely causes: "
+        f"{ev}{note}",
+        _sentence("; ".join(actions)), changes)
+
+
+RULES = (rule_degenerate, rule_overfitting, rule_epoch_cap, rule_lr, rule_diverged, rule_resolution,
+         rule_replicates)
 
 
 def recommendations(runs: pd.DataFrame, cfg: Config) -> list[Recommendation]:
     return [r for rule in RULES if (r := rule(runs, cfg)) is not None]
+
+
+def search_failed(runs: pd.DataFrame) -> bool:
+    """True when no run is a result (every run is degenerate or diverged)."""
+    return stats.valid_runs(runs).empty
 
 
 # --------------------------------------------------------------------------- next search
@@ -206,14 +297,19 @@ def _plain(v: Any) -> Any:
 
 
 def next_search(runs: pd.DataFrame, cfg: Config, recs: list[Recommendation]) -> dict[str, Any]:
-    """The proposed next grid (beadseg plan format): best run's settings, axes from the fired rules."""
+    """The proposed next grid (beadseg plan format): best result's settings, axes from the fired rules.
+
+    When no run is a result, :func:`failed_search_spec` proposes the fix of the failure instead.
+    """
+    if search_failed(runs):
+        return failed_search_spec(runs, cfg, recs)
     by_rule = {r.rule: r for r in recs}
-    best = runs.iloc[0]
-    ok = runs[runs["status"] != "diverged"]
+    ok = stats.valid_runs(runs)
+    best = ok.iloc[0]
     grid: dict[str, list[Any]] = {}
     sizes = sorted(int(s) for s in runs["tile_size"].unique())
     grid["tile_size"] = sizes
-    losses = stats.loss_stats(ok if not ok.empty else runs)
+    losses = stats.loss_stats(ok)
     loss_values = [str(best["loss"])]
     if len(losses) > 1:
         second = [v for v in losses["loss"] if v != best["loss"]][0]
@@ -294,6 +390,36 @@ def next_search(runs: pd.DataFrame, cfg: Config, recs: list[Recommendation]) -> 
     return spec
 
 
+def _failure_lrs(runs: pd.DataFrame, by_rule: dict[str, Recommendation]) -> list[float]:
+    """The lr grid of a failed search: the degenerate fix's (empty: keep the lr), below every diverged lr."""
+    lrs = [float(v) for v in by_rule["degenerate"].changes.get("lr", [])] if "degenerate" in by_rule else []
+    diverged = by_rule.get("diverged")
+    if diverged is None:
+        return lrs
+    limit = float(diverged.changes["lr_below"])
+    below = [v for v in lrs or sorted({float(v) for v in runs["lr"]}) if v < limit]
+    return below or [_round_lr(limit / 10), _round_lr(limit / 3)]
+
+
+def failed_search_spec(runs: pd.DataFrame, cfg: Config, recs: list[Recommendation]) -> dict[str, Any]:
+    """next_search.yaml when no run is a result: the searched settings of the highest-scoring run, with
+    the fix of rule ``degenerate`` (steps, patience, lr) as its main change; lr below any that diverged."""
+    by_rule = {r.rule: r for r in recs}
+    template = runs.iloc[0]
+    sizes = sorted(int(s) for s in runs["tile_size"].unique())
+    grid: dict[str, list[Any]] = {"tile_size": sizes, "loss": [str(template["loss"])],
+                                  "lr": _failure_lrs(runs, by_rule) or [float(template["lr"])]}
+    fixed: dict[str, Any] = {}
+    for axis in stats.varied_axes(runs):
+        if axis not in grid and axis not in ("init_from", "extra_tile_sizes", "steps_per_epoch", "patience"):
+            fixed[axis] = _plain(template[axis])
+    fix = by_rule["degenerate"].changes if "degenerate" in by_rule else {}
+    fixed.update({k: v for k, v in fix.items() if k in ("steps_per_epoch", "patience")})
+    while len(grid["tile_size"]) * len(grid["lr"]) > MAX_NEXT_RUNS and len(grid["lr"]) > 1:
+        grid["lr"] = grid["lr"][1:]
+    return {"grid": grid, "fixed": fixed}
+
+
 def check_next_search(spec: dict[str, Any], root: Path) -> dict[str, dict[str, Any]]:
     """Expand the grid and validate the resulting run table against the current params.yaml."""
     table = expand_grid(spec)
@@ -305,11 +431,27 @@ def check_next_search(spec: dict[str, Any], root: Path) -> dict[str, dict[str, A
     return table
 
 
-def render_next_search(spec: dict[str, Any], recs: list[Recommendation], n_runs: int) -> str:
+def failure_header(recs: list[Recommendation]) -> list[str]:
+    """Comment lines that open next_search.yaml when the search failed."""
+    main = next((r for r in recs if r.rule == "degenerate"), None) or next((r for r in recs if r.rule == "diverged"),
+                                                                           None)
+    lines = ["# THE SEARCH FAILED: no run learned to segment beads (every run is degenerate or diverged).",
+             "# This grid is not a refinement of a best configuration (there is none): its main change is the fix"]
+    if main is not None:
+        lines += [f"# {part}" for part in textwrap.wrap(f"of rule '{main.rule}': {main.action}", 98)]
+    return lines
+
+
+def render_next_search(spec: dict[str, Any], recs: list[Recommendation], n_runs: int, failed: bool = False) -> str:
+    shaping = recs if failed else [r for r in recs if r.rule != "degenerate"]
     head = ["# Proposed next search, written by `beadseg report` from the rules in REPORT.md (Recommendations).",
+            *(failure_header(recs) if failed else []),
             "# Use as-is:  beadseg plan results/report/next_search.yaml --write   (replaces the runs of params.yaml)",
             f"# Expands to {n_runs} runs. Rules that shaped it: "
-            + (", ".join(r.rule for r in recs) if recs else "none fired (the grid re-runs the best settings)"),
+            + (", ".join(r.rule for r in shaping) if shaping else "none fired (the grid re-runs the best settings)"),
+            *([] if failed or len(shaping) == len(recs) else
+              ["# Rule 'degenerate' fired for runs that are not results; its fix is not applied here, because the",
+               "# best configuration trained: see REPORT.md (Recommendations) to rerun those runs."]),
             ""]
     body = yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=100)
     tail = []

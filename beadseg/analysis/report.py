@@ -1,8 +1,14 @@
 """REPORT.md, MATHEMATICAL_ANALYSIS_SUMMARY.md, ANALYSIS_COMPLETE.md and next_search.yaml.
 
 Every number is computed here from runs.csv / histories.csv / summary.json (through
-:mod:`beadseg.analysis.stats` and :mod:`beadseg.analysis.recommend`) or read from
-``analysis_numbers.json``, which ``beadseg figures`` computes from the validation data and models.
+:mod:`beadseg.analysis.stats` and :mod:`beadseg.analysis.recommend`), baseline.json and
+fingerprint.json (through :mod:`beadseg.analysis.sections`) or read from ``analysis_numbers.json``,
+which ``beadseg figures`` computes from the validation data and models.
+
+Only runs that are results are ranked, named best or counted in a statistic; degenerate and diverged
+runs are named with their reasons and likely causes. When no run is a result, REPORT.md says that the
+search failed, names no best configuration and keeps only the failure, the data, the baseline and
+what to change.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from typing import Any
 import pandas as pd
 
 from beadseg import paths
-from beadseg.analysis import FIGURES, recommend, stats
+from beadseg.analysis import FIGURES, recommend, sections, stats
 from beadseg.analysis.aggregate import load_runs
 from beadseg.analysis.figures import numbers_file
+from beadseg.analysis.inputs import load_baseline, load_fingerprint
+from beadseg.analysis.text import fmt, markdown_table, pct
 from beadseg.config import Config
 from beadseg.errors import DataError
 from beadseg.fsutil import write_text
@@ -27,19 +35,6 @@ RANK_COLUMNS = ["rank", "run_id", "best_val_jaccard", "final_val_jaccard", "over
 NEXT_SEARCH = "next_search.yaml"
 MATH_SUMMARY = "MATHEMATICAL_ANALYSIS_SUMMARY.md"
 COMPLETE = "ANALYSIS_COMPLETE.md"
-
-
-def fmt(v: Any, digits: int = 4) -> str:
-    """Table / text spelling of a value: 4 decimals, n/a for missing."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, float):
-        if v != 0 and abs(v) < 1e-3:
-            return f"{v:.2g}"
-        return f"{v:.{digits}f}"
-    return str(v)
 
 
 def _same(v: Any, dv: Any) -> bool:
@@ -55,29 +50,17 @@ def _same(v: Any, dv: Any) -> bool:
 SETTING_FORMATS = {a: (lambda v, a=a: stats.format_value(a, v)) for a in stats.SETTINGS}
 
 
-def pct(v: Any) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * float(v):.1f} %"
-
-
-def markdown_table(frame: pd.DataFrame, formats: dict[str, Any] | None = None) -> str:
-    formats = formats or {}
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
-    sep = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = []
-    for row in frame.itertuples(index=False):
-        cells = [formats.get(c, fmt)(v) for c, v in zip(frame.columns, row)]
-        body.append("| " + " | ".join(cells) + " |")
-    return "\n".join([head, sep, *body])
-
-
 def top_table(runs: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     cols = [c for c in RANK_COLUMNS if c in runs] + [a for a in stats.varied_axes(runs) if a in runs]
     return runs.head(cfg.analysis.top_k)[cols]
 
 
 def loss_table(runs: pd.DataFrame) -> pd.DataFrame:
-    t = stats.loss_stats(runs)
-    return t[["loss", "n", "mean", "std", "best", "best_run", "diverged"]]
+    """Per loss type over the results: n, mean, std, best, best run; ``left_out``: its runs that are not results."""
+    t = stats.loss_stats(stats.valid_runs(runs))
+    bad = stats.invalid_runs(runs)
+    t["left_out"] = [int((bad["loss"] == loss).sum()) for loss in t["loss"]]
+    return t[["loss", "n", "mean", "std", "best", "best_run", "left_out"]]
 
 
 def _describe(run: pd.Series, axes: list[str]) -> str:
@@ -100,36 +83,43 @@ def figure(name: str, caption: str) -> str:
 
 
 def caveats(runs: pd.DataFrame) -> list[str]:
-    """Honest warnings about what this search can and cannot show."""
+    """Honest warnings about what this search can and cannot show (about the runs that are results)."""
     out = []
-    n = len(runs)
+    valid = stats.valid_runs(runs)
+    n, partial = len(valid), len(valid) < len(runs)
     if n == 1:
-        out.append("**Only one run.** There is no ranking, no hyperparameter impact and no comparison of any kind: "
-                   "every statement below describes this single run, not a best choice.")
-    losses = sorted(runs["loss"].unique())
+        out.append(("**Only one run is a result.**" if partial else "**Only one run.**") + " There is no ranking, "
+                   "no hyperparameter impact and no comparison of any kind: every statement below describes this "
+                   "single run, not a best choice.")
+    losses = sorted(valid["loss"].unique())
     if n > 1 and len(losses) == 1:
-        out.append(f"**All runs used the same loss ({losses[0]}).** This search says nothing about which loss is "
-                   "better; the loss comparison below has a single group.")
+        out.append(f"**All runs {'that are results ' if partial else ''}used the same loss ({losses[0]}).** This "
+                   "search says nothing about which loss is better; the loss comparison below has a single group.")
     d = runs[runs["status"] == "diverged"]
     if not d.empty:
-        out.append(f"**{len(d)} run(s) diverged** (loss became NaN/inf): {', '.join(d['run_id'])}. They are kept in "
-                   "the tables with the score of their last finite epoch (0 if none) and count in every mean.")
-    sizes = sorted(int(s) for s in runs["tile_size"].unique())
+        out.append(f"**{len(d)} run(s) diverged** (loss became NaN/inf): {', '.join(d['run_id'])}. They are not "
+                   "results: left out of the ranking, the figures and every statistic.")
+    sizes = sorted(int(s) for s in valid["tile_size"].unique())
     if len(sizes) == 1:
-        out.append(f"**Only one tile size ({sizes[0]} px) was searched:** there is no resolution comparison "
-                   "(no 256 vs 512 runs); the pixel analysis covers that size only.")
-    if stats.replicate_stats(runs).empty and n > 1:
+        out.append(f"**Only one tile size ({sizes[0]} px) was searched"
+                   + (" among the runs that are results" if partial else "") + ":** there is no resolution "
+                   "comparison (no 256 vs 512 runs); the pixel analysis covers that size only.")
+    if stats.replicate_stats(valid).empty and n > 1:
         out.append("**No replicates:** every configuration ran with one seed, so differences between runs include "
                    "seed-to-seed noise of unknown size.")
     return out
 
 
 def section_loss(runs: pd.DataFrame, cfg: Config) -> tuple[list[str], list[dict[str, Any]]]:
+    """Loss table and tests over the results (``runs``: all runs; the left-out ones are only counted)."""
     lt = loss_table(runs)
+    runs = stats.valid_runs(runs)
     tests = stats.loss_tests(runs, cfg.analysis.bootstrap_samples, cfg.analysis.bootstrap_seed, cfg.analysis.confidence)
-    lines = ["| loss | count | mean | std | best | best run | diverged |", "|---|---|---|---|---|---|---|"]
+    lines = ["| loss | count | mean | std | best | best run | left out (not results) |",
+             "|---|---|---|---|---|---|---|"]
     for r in lt.itertuples():
-        lines.append(f"| {r.loss} | {r.n} | {fmt(r.mean)} | {fmt(r.std)} | {fmt(r.best)} | {r.best_run} | {r.diverged} |")
+        lines.append(f"| {r.loss} | {r.n} | {fmt(r.mean)} | {fmt(r.std)} | {fmt(r.best)} | {r.best_run} | "
+                     f"{r.left_out} |")
     lines.append("")
     single = lt[lt["n"] < 2]
     if len(lt) == 1:
@@ -232,8 +222,11 @@ def _steps_sentence(runs: pd.DataFrame, small: int, large: int) -> str:
     lg = per_epoch[runs["tile_size"] == large].mean()
     if not (math.isfinite(s) and math.isfinite(lg)):
         return ""
-    return (f" Optimizer steps per epoch (runs.csv): {s:.1f} at {small} px vs {lg:.1f} at {large} px, so the larger "
-            "tiles get fewer updates per epoch.")
+    if lg < s:
+        return (f" Optimizer steps per epoch (runs.csv): {s:.1f} at {small} px vs {lg:.1f} at {large} px, so the "
+                "larger tiles get fewer updates per epoch.")
+    return (f" Optimizer steps per epoch (runs.csv): {s:.1f} at {small} px vs {lg:.1f} at {large} px: the larger "
+            "tiles get no fewer updates per epoch.")
 
 
 def section_replicates(runs: pd.DataFrame, cfg: Config) -> list[str]:
@@ -250,10 +243,11 @@ def section_replicates(runs: pd.DataFrame, cfg: Config) -> list[str]:
 
 
 def section_summary(runs: pd.DataFrame) -> list[str]:
-    s = stats.search_summary(runs)
-    status = ", ".join(f"{k} {v}" for k, v in sorted(s["status"].items()))
+    """Counts over every run (by status); every score over the results only."""
+    status = ", ".join(f"{k} {v}" for k, v in sorted(runs["status"].value_counts().items()))
+    s = stats.search_summary(stats.valid_runs(runs))
     return [
-        f"- Runs: {s['n_runs']} ({status})",
+        f"- Runs: {len(runs)} ({status}); results: {s['n_runs']}",
         f"- Best val Jaccard, mean ± std over runs: {fmt(s['mean_best'])} ± {fmt(s['std_best'])}",
         f"- Best: {fmt(s['best'])} ({s['best_run']}); worst: {fmt(s['worst'])} ({s['worst_run']})",
         f"- Epochs run, mean ± std: {fmt(s['mean_epochs'], 1)} ± {fmt(s['std_epochs'], 1)}",
@@ -280,23 +274,21 @@ def _fig7_sentence(per: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- documents
 
 
-def report_text(runs: pd.DataFrame, histories: pd.DataFrame, numbers: dict[str, Any], cfg: Config,
-                recs: list[recommend.Recommendation], next_runs: int) -> str:
-    best = runs.iloc[0]
-    axes = stats.varied_axes(runs)
-    thr = cfg.analysis.overfit_drop_threshold
-    L: list[str] = [f"# {cfg.analysis.title}", ""]
-    L += ["All numbers below are computed by `beadseg report` from results/summary/runs.csv, histories.csv and "
-          "results/report/analysis_numbers.json (validation data and models); nothing is typed by hand.", ""]
-    # executive summary
-    L += ["## Executive summary", ""]
-    for c in caveats(runs):
-        L += [f"> {c}", ""]
-    L += [f"{len(runs)} run(s). Best run: **{best['run_id']}** ({_describe(best, axes)}), best val Jaccard "
-          f"**{fmt(best['best_val_jaccard'])}** at epoch {int(best['best_epoch'])} of {int(best['epochs_run'])} run "
-          f"({best['status']}); final val Jaccard {fmt(best['final_val_jaccard'])} (drop {pct(best['overfit_drop'])}); "
-          f"full-image val Jaccard {fmt(best.get('full_val_jaccard'))}, full-image Dice {fmt(best.get('full_val_dice'))}, "
-          f"bead F1 {fmt(best.get('bead_f1'))}.", ""]
+def _intro(cfg: Config) -> list[str]:
+    return [f"# {cfg.analysis.title}", "",
+            "All numbers below are computed by `beadseg report` from results/summary/runs.csv, histories.csv, "
+            "baseline.json, fingerprint.json and results/report/analysis_numbers.json (validation data and "
+            "models); nothing is typed by hand.", ""]
+
+
+def best_lines(runs: pd.DataFrame, cfg: Config) -> list[str]:
+    """The best result and its configuration (``runs``: results only, best first)."""
+    best, axes = runs.iloc[0], stats.varied_axes(runs)
+    L = [f"{len(runs)} run(s) are results. Best run: **{best['run_id']}** ({_describe(best, axes)}), best val "
+         f"Jaccard **{fmt(best['best_val_jaccard'])}** at epoch {int(best['best_epoch'])} of "
+         f"{int(best['epochs_run'])} run ({best['status']}); final val Jaccard {fmt(best['final_val_jaccard'])} "
+         f"(drop {pct(best['overfit_drop'])}); full-image val Jaccard {fmt(best.get('full_val_jaccard'))}, "
+         f"full-image Dice {fmt(best.get('full_val_dice'))}, bead F1 {fmt(best.get('bead_f1'))}.", ""]
     L += ["Best configuration (all settings of the best run that differ from the train defaults, plus the searched "
           "axes):", "", "```"]
     defaults = cfg.train_defaults.to_dict()
@@ -310,109 +302,202 @@ def report_text(runs: pd.DataFrame, histories: pd.DataFrame, numbers: dict[str, 
         L += [f"Margin to the runner-up ({second['run_id']}): {fmt(best['best_val_jaccard'] - second['best_val_jaccard'])} "
               "val Jaccard" + (" (without replicates the seed-to-seed noise is unknown, so this margin may not be "
                                "real)." if stats.replicate_stats(runs).empty else "."), ""]
-    # top table
-    k = min(cfg.analysis.top_k, len(runs))
-    L += [f"## Top {k} runs", "", markdown_table(top_table(runs, cfg), {"overfit_drop": pct, **SETTING_FORMATS}), ""]
-    flagged = runs.head(k)[runs.head(k)["overfit_drop"] > thr]
-    L += [figure(FIGURES[0], f"Best (dark) vs final (light) val Jaccard of the top {k} runs; diamonds: full-image "
-                 f"Jaccard of the saved best model; red arrow/label: drop above {pct(thr)}. Data: "
-                 + (f"{len(flagged)} of {k} runs drop more than {pct(thr)} "
-                    f"({', '.join(f'{r.run_id} {pct(r.overfit_drop)}' for r in flagged.itertuples())})."
-                    if not flagged.empty else f"no top run drops more than {pct(thr)} from its best epoch."))]
-    # impact
-    L += ["## Hyperparameter impact", ""]
-    if axes:
-        for axis in axes:
-            g = stats.group_stats(runs, axis)
-            g[axis] = [stats.format_value(axis, v) for v in g[axis]]
-            L += [f"**{axis}**", "", markdown_table(g[[axis, "n", "mean", "std", "best", "best_run"]]), ""]
-        spread = {a: float(stats.group_stats(runs, a)["mean"].max() - stats.group_stats(runs, a)["mean"].min())
-                  for a in axes}
-        top_axis = max(spread, key=spread.get)
-        cap = (f"Mean ± std (bars) and best run (star) of best val Jaccard per value of each varied setting "
-               f"({', '.join(axes)}); settings that did not vary are not drawn. Data: the largest spread of means is "
-               f"over {top_axis} ({fmt(spread[top_axis])}); the means mix different values of the other settings.")
-    else:
-        L += ["No training setting varies across the runs, so there is no hyperparameter impact to measure.", ""]
-        cap = "Placeholder panel: no training setting varies across the runs."
-    L += [figure(FIGURES[1], cap)]
-    # learning curves
-    worst = runs.iloc[-1]
-    L += ["## Learning curves", ""]
+    return L
+
+
+def executive_summary(runs: pd.DataFrame, cfg: Config, baseline: dict[str, Any],
+                      fingerprint: dict[str, Any]) -> list[str]:
+    L = ["## Executive summary", ""] + sections.warning_lines(fingerprint)
+    if recommend.search_failed(runs):
+        return L + sections.failure_lines(runs) + sections.baseline_lines(runs, baseline)
+    for c in caveats(runs):
+        L += [f"> {c}", ""]
+    L += sections.not_result_lines(runs)
+    L += best_lines(stats.valid_runs(runs), cfg)
+    return L + sections.baseline_lines(runs, baseline) + sections.optimism_lines()
+
+
+def fig1_caption(runs: pd.DataFrame, cfg: Config, baseline: dict[str, Any]) -> str:
+    """fig1's caption: what is drawn, how runs that are not results are handled, and the data."""
+    valid, bad = stats.valid_runs(runs), stats.invalid_runs(runs)
+    thr = cfg.analysis.overfit_drop_threshold
+    k = min(cfg.analysis.top_k, len(valid))
+    lines = (f"Dashed line: threshold baseline ({baseline.get('method')}, full image) "
+             f"{fmt(baseline.get('full_val_jaccard'))}; dotted line: every pixel bead "
+             f"{fmt(baseline.get('all_foreground_jaccard'))}. ")
+    left = (f"Degenerate and diverged runs are left out of the bars, not greyed in, because they are not results: "
+            f"{', '.join(f'{r.run_id} ({r.status})' for r in bad.itertuples())} (named under the chart). "
+            if not bad.empty else "")
+    if valid.empty:
+        return f"No bars: no run is a result. {lines}{left}".strip()
+    top = valid.head(k)
+    flagged = top[top["overfit_drop"] > thr]
+    data = (f"{len(flagged)} of {k} runs drop more than {pct(thr)} "
+            f"({', '.join(f'{r.run_id} {pct(r.overfit_drop)}' for r in flagged.itertuples())})."
+            if not flagged.empty else f"no top run drops more than {pct(thr)} from its best epoch.")
+    return (f"Best (dark) vs final (light) val Jaccard of the top {k} runs; diamonds: full-image Jaccard of the "
+            f"saved best model; red arrow/label: drop above {pct(thr)}. {lines}{left}Data: {data}")
+
+
+def section_top(runs: pd.DataFrame, cfg: Config, baseline: dict[str, Any]) -> list[str]:
+    valid = stats.valid_runs(runs)
+    k = min(cfg.analysis.top_k, len(valid))
+    return ([f"## Top {k} runs", ""] + sections.left_out_note(runs)
+            + [markdown_table(top_table(valid, cfg), {"overfit_drop": pct, **SETTING_FORMATS}), "",
+               figure(FIGURES[0], fig1_caption(runs, cfg, baseline))])
+
+
+def section_impact(runs: pd.DataFrame) -> list[str]:
+    valid, L = stats.valid_runs(runs), ["## Hyperparameter impact", ""] + sections.left_out_note(runs)
+    axes = stats.varied_axes(valid)
+    if not axes:
+        return L + ["No training setting varies across the runs, so there is no hyperparameter impact to measure.",
+                    "", figure(FIGURES[1], "Placeholder panel: no training setting varies across the runs.")]
+    for axis in axes:
+        g = stats.group_stats(valid, axis)
+        g[axis] = [stats.format_value(axis, v) for v in g[axis]]
+        L += [f"**{axis}**", "", markdown_table(g[[axis, "n", "mean", "std", "best", "best_run"]]), ""]
+    spread = {a: float(stats.group_stats(valid, a)["mean"].max() - stats.group_stats(valid, a)["mean"].min())
+              for a in axes}
+    top_axis = max(spread, key=spread.get)
+    return L + [figure(FIGURES[1], f"Mean ± std (bars) and best run (star) of best val Jaccard per value of each "
+                       f"varied setting ({', '.join(axes)}); settings that did not vary are not drawn. Data: the "
+                       f"largest spread of means is over {top_axis} ({fmt(spread[top_axis])}); the means mix "
+                       "different values of the other settings.")]
+
+
+def section_curves(runs: pd.DataFrame, histories: pd.DataFrame) -> list[str]:
+    valid = stats.valid_runs(runs)
+    best, worst = valid.iloc[0], valid.iloc[-1]
     hb = histories[histories["run_id"] == best["run_id"]]
     gap = (f"at its best epoch the best run's val loss is {fmt(float(hb.loc[hb['epoch'] == best['best_epoch'], 'val_loss'].iloc[0]))}"
            f" and its last val loss {fmt(float(hb['val_loss'].iloc[-1]))}") if not hb.empty and \
         (hb["epoch"] == best["best_epoch"]).any() else "the best run has no history rows"
     cap = (f"Train/val loss and val Jaccard per epoch of the best ({best['run_id']}, best epoch "
            f"{int(best['best_epoch'])}) " + (f"and worst ({worst['run_id']}, {fmt(worst['best_val_jaccard'])}, "
-                                              f"{worst['status']}) run" if len(runs) > 1 else "(only) run")
-           + f"; dashed line: best epoch. Data: {gap}.")
-    L += [figure(FIGURES[2], cap)]
-    # loss comparison
-    L += ["## Loss comparison", ""]
+                                              f"{worst['status']}) run" if len(valid) > 1 else "(only) run")
+           + f" that is a result; dashed line: best epoch. Data: {gap}.")
+    return ["## Learning curves", ""] + sections.left_out_note(runs) + [figure(FIGURES[2], cap)]
+
+
+def section_loss_doc(runs: pd.DataFrame, cfg: Config) -> list[str]:
+    valid = stats.valid_runs(runs)
     lines, _ = section_loss(runs, cfg)
-    L += lines + [""]
-    lt = loss_table(runs)
+    lt = loss_table(valid)
     cap = (f"Best val Jaccard of every run grouped by loss type (n per group under each label; violins only where "
            f"n ≥ 2). Data: highest mean {lt['loss'].iloc[0]} ({fmt(lt['mean'].iloc[0])}, n={lt['n'].iloc[0]})"
            + ("; with n = 1 in some group this ordering is not evidence." if (lt["n"] < 2).any() or len(lt) < 2 else
               "; see the tests above for whether the difference is more than noise."))
-    L += [figure(FIGURES[3], cap)]
-    # math
+    return ["## Loss comparison", ""] + sections.left_out_note(runs) + lines + ["", figure(FIGURES[3], cap)]
+
+
+def section_math(numbers: dict[str, Any]) -> list[str]:
     f6 = numbers.get("fig6", {})
     per = numbers.get("fig7", {}).get("per_size", {})
-    L += ["## Loss mathematics and pixel-level gradients", "",
-          f"Details and equations: [{MATH_SUMMARY}]({MATH_SUMMARY}).", ""]
+    L = ["## Loss mathematics and pixel-level gradients", "",
+         f"Details and equations: [{MATH_SUMMARY}]({MATH_SUMMARY}).", ""]
     L += [figure(FIGURES[5], f"Per-pixel loss, focusing term (1 − p_t)^γ and per-pixel |∂L/∂logit| against the "
                  f"probability of the true class, computed with beadseg.losses (α={f6.get('focal_alpha')}, "
                  f"γ={f6.get('focal_gamma')}, dice weight {f6.get('dice_weight')} of the best run). Data: at p_t = 0.9 "
                  f"the focal term weighs a pixel {fmt(f6.get('modulation_pt_0.9'))} "
                  f"(down-weighted {fmt(f6.get('downweight_pct_pt_0.9'), 1)} %), "
                  f"{fmt(f6.get('hard_to_easy_weight_ratio'), 1)}× less than at p_t = 0.5.")]
-    L += [figure(FIGURES[6], "Validation pixels by class (background / foreground interior / boundary from "
-                 "skimage.segmentation.find_boundaries) per tile size, and each class's share of the total gradient "
-                 "of the real predictions of the best model of that size, without (γ = 0) and with the focal term, "
-                 "and for dice and combined. Data: " + _fig7_sentence(per))]
-    # convergence
-    L += ["## Convergence and efficiency", ""]
-    eff = stats.efficiency(runs)
-    near = runs[runs["best_epoch"] >= cfg.analysis.near_cap_fraction * runs["max_epochs"]]
+    return L + [figure(FIGURES[6], "Validation pixels by class (background / foreground interior / boundary from "
+                       "skimage.segmentation.find_boundaries) per tile size, and each class's share of the total "
+                       "gradient of the real predictions of the best model of that size (runs that are results "
+                       "only), without (γ = 0) and with the focal term, and for dice and combined. Data: "
+                       + _fig7_sentence(per))]
+
+
+def section_convergence(runs: pd.DataFrame, cfg: Config) -> list[str]:
+    valid = stats.valid_runs(runs)
+    eff = stats.efficiency(valid)
+    near = valid[valid["best_epoch"] >= cfg.analysis.near_cap_fraction * valid["max_epochs"]]
     key = "jaccard_per_second" if eff["jaccard_per_second"].notna().any() else "jaccard_per_epoch"
     unit = "per 1000 training seconds" if key == "jaccard_per_second" else "per epoch"
-    scale = 1000 if key == "jaccard_per_second" else 1
     e2 = eff[["run_id", "best_val_jaccard", "epochs_run", "best_epoch", "train_seconds"]].copy()
-    e2[f"Jaccard {unit}"] = eff[key] * scale
-    L += [markdown_table(e2, {"train_seconds": lambda v: fmt(v, 1)}), ""]
-    L += [figure(FIGURES[4], f"Left: best epoch vs best val Jaccard, colour = epochs run, dotted = max_epochs. Right: "
-                 f"best val Jaccard {unit} ({runs['device'].iloc[0] if 'device' in runs else 'device'}), top "
-                 f"{len(eff)}. Data: {len(near)} of {len(runs)} runs peaked at or after "
-                 f"{cfg.analysis.near_cap_fraction:.0%} of max_epochs; most efficient: {eff['run_id'].iloc[0]}.")]
-    # resolution
-    L += ["## Resolution comparison (tile size)", ""] + section_resolution(runs, numbers) + [""]
-    # recommendations
-    L += ["## Recommendations", ""]
+    e2[f"Jaccard {unit}"] = eff[key] * (1000 if key == "jaccard_per_second" else 1)
+    return (["## Convergence and efficiency", ""] + sections.left_out_note(runs)
+            + [markdown_table(e2, {"train_seconds": lambda v: fmt(v, 1)}), "",
+               figure(FIGURES[4], f"Left: best epoch vs best val Jaccard, colour = epochs run, dotted = max_epochs. "
+                      f"Right: best val Jaccard {unit} ({valid['device'].iloc[0] if 'device' in valid else 'device'}), "
+                      f"top {len(eff)}. Data: {len(near)} of {len(valid)} runs peaked at or after "
+                      f"{cfg.analysis.near_cap_fraction:.0%} of max_epochs; most efficient: {eff['run_id'].iloc[0]}.")])
+
+
+def section_recommendations(recs: list[recommend.Recommendation], next_runs: int, failed: bool) -> list[str]:
+    L = ["## Recommendations", ""]
     if recs:
         for i, r in enumerate(recs, 1):
             L += [f"{i}. **{r.title}** (rule `{r.rule}`)", f"   - Evidence: {r.evidence}", f"   - Action: {r.action}"]
     else:
         L += ["No rule fired: no overfitting above the threshold, no best epoch near the cap, the best learning rate "
               "is inside the grid, no divergence, no resolution gap, replicate spread below the threshold."]
-    L += ["", f"The proposed next search is [{NEXT_SEARCH}]({NEXT_SEARCH}) ({next_runs} runs); use it as-is with "
-          f"`beadseg plan results/report/{NEXT_SEARCH} --write`.", ""]
-    # statistics
-    L += ["## Statistical summary", ""] + section_summary(runs) + [""]
-    L += [f"### Replicates ({cfg.analysis.confidence:.0%} confidence intervals per configuration)", ""]
-    L += section_replicates(runs, cfg) + [""]
+    what = ("proposes the fix of the failure above as its main change, not a refinement of a best configuration"
+            if failed else "refines the best configuration")
+    return L + ["", f"The proposed next search is [{NEXT_SEARCH}]({NEXT_SEARCH}) ({next_runs} runs); it {what}. Use "
+                f"it as-is with `beadseg plan results/report/{NEXT_SEARCH} --write`.", ""]
+
+
+def section_statistics(runs: pd.DataFrame, cfg: Config) -> list[str]:
+    valid = stats.valid_runs(runs)
+    return (["## Statistical summary", ""] + sections.left_out_note(runs) + section_summary(runs) + [""]
+            + [f"### Replicates ({cfg.analysis.confidence:.0%} confidence intervals per configuration)", ""]
+            + section_replicates(valid, cfg) + [""])
+
+
+def failed_body(runs: pd.DataFrame, cfg: Config, baseline: dict[str, Any], recs: list[recommend.Recommendation],
+                next_runs: int) -> list[str]:
+    """What follows the Data section when no run is a result: the reference figure and what to change."""
+    return (["## Runs", "", "No ranking, hyperparameter impact, learning curves, loss comparison, convergence, "
+             "resolution or statistics: none of the runs is a result, so each would compare noise.", "",
+             figure(FIGURES[0], fig1_caption(runs, cfg, baseline))]
+            + section_recommendations(recs, next_runs, failed=True))
+
+
+def results_body(runs: pd.DataFrame, histories: pd.DataFrame, numbers: dict[str, Any], cfg: Config,
+                 baseline: dict[str, Any], recs: list[recommend.Recommendation], next_runs: int) -> list[str]:
+    """Every section about the runs that are results (each says which runs it left out)."""
+    valid = stats.valid_runs(runs)
+    resolution = ["## Resolution comparison (tile size)", ""] + sections.left_out_note(runs)
+    return (section_top(runs, cfg, baseline) + section_impact(runs) + section_curves(runs, histories)
+            + section_loss_doc(runs, cfg) + section_math(numbers) + section_convergence(runs, cfg)
+            + resolution + section_resolution(valid, numbers) + [""]
+            + section_recommendations(recs, next_runs, failed=False) + section_statistics(runs, cfg))
+
+
+def report_text(runs: pd.DataFrame, histories: pd.DataFrame, numbers: dict[str, Any], cfg: Config,
+                recs: list[recommend.Recommendation], next_runs: int, baseline: dict[str, Any] | None = None,
+                fingerprint: dict[str, Any] | None = None) -> str:
+    baseline, fingerprint = baseline or {}, fingerprint or {}
+    L = _intro(cfg) + executive_summary(runs, cfg, baseline, fingerprint)
+    L += sections.data_section(fingerprint, runs)
+    if recommend.search_failed(runs):
+        L += failed_body(runs, cfg, baseline, recs, next_runs)
+    else:
+        L += results_body(runs, histories, numbers, cfg, baseline, recs, next_runs)
     return "\n".join(L) + "\n"
+
+
+def math_scope(numbers: dict[str, Any], runs: pd.DataFrame) -> str:
+    """Whose parameters and models the loss analysis uses; degenerate / diverged runs are never used."""
+    best = numbers.get("fig6_best_run")
+    if best is None or recommend.search_failed(runs):
+        return (f"**{sections.FAILED}**, so nothing below is a finding about a trained model: the curves use the "
+                "train defaults and the pixel-gradient table has no model (n/a). Parameters (train defaults):")
+    bad = stats.invalid_runs(runs)
+    left = (f" Runs that are not results ({', '.join(f'{r.run_id} ({r.status})' for r in bad.itertuples())}) are "
+            "not analysed: the pixel-gradient table uses only models of runs that are results."
+            if not bad.empty else "")
+    return f"Parameters of the best run ({best}).{left} Parameters:"
 
 
 def math_text(numbers: dict[str, Any], runs: pd.DataFrame) -> str:
     f6 = numbers.get("fig6", {})
     f7 = numbers.get("fig7", {})
     a, g, w = f6.get("focal_alpha"), f6.get("focal_gamma"), f6.get("dice_weight")
-    L = ["# Mathematical analysis of the losses", "",
-         f"Parameters of the best run ({numbers.get('fig6_best_run')}): α = {a}, γ = {g}, dice weight w = {w}. "
-         "Numbers computed by `beadseg figures` with the project's loss functions and torch autograd "
+    L = ["# Mathematical analysis of the losses", "", math_scope(numbers, runs) + f" α = {a}, γ = {g}, dice weight "
+         f"w = {w}. Numbers computed by `beadseg figures` with the project's loss functions and torch autograd "
          "(results/report/analysis_numbers.json).", "",
          "## Equations", "",
          "With p = σ(x) (x: logit), y ∈ {0, 1}, p_t = p if y = 1 else 1 − p, α_t = α if y = 1 else 1 − α, sums over all "
@@ -465,12 +550,40 @@ def math_text(numbers: dict[str, Any], runs: pd.DataFrame) -> str:
     return "\n".join(L)
 
 
-def complete_text(root: Path, runs: pd.DataFrame, recs: list[recommend.Recommendation], numbers: dict[str, Any]) -> str:
+def key_findings(runs: pd.DataFrame, numbers: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
+    """ANALYSIS_COMPLETE.md's findings: about the runs that are results only (none when the search failed)."""
+    if recommend.search_failed(runs):
+        return [f"- **{sections.FAILED}**: all {len(runs)} run(s) are degenerate or diverged; no finding about a "
+                "configuration, loss or tile size can be drawn. Reasons per run: REPORT.md, Executive summary."]
+    valid, bad = stats.valid_runs(runs), stats.invalid_runs(runs)
+    L = [f"- {c}" for c in caveats(runs)]
+    if not bad.empty:
+        L.append(f"- Not results (left out of every finding): "
+                 f"{', '.join(f'{r.run_id} ({r.status})' for r in bad.itertuples())}.")
+    best = valid.iloc[0]
+    L.append(f"- Best run {best['run_id']}: best val Jaccard {fmt(best['best_val_jaccard'])} (epoch "
+             f"{int(best['best_epoch'])}), full-image {fmt(best.get('full_val_jaccard'))}; threshold baseline "
+             f"({baseline.get('method')}) {fmt(baseline.get('full_val_jaccard'))}.")
+    lt = loss_table(runs)
+    L.append("- Per loss (mean best val Jaccard, n): "
+             + ", ".join(f"{r.loss} {fmt(r.mean)} (n={r.n})" for r in lt.itertuples()))
+    ts = stats.tile_size_stats(valid)
+    L.append("- Per tile size (best full-image Jaccard): "
+             + ", ".join(f"{r.tile_size} px {fmt(r.best_full)}" for r in ts.itertuples()))
+    per = numbers.get("fig7", {}).get("per_size", {})
+    if per:
+        L.append("- Gradient analysis: " + _fig7_sentence(per))
+    return L
+
+
+def complete_text(root: Path, runs: pd.DataFrame, recs: list[recommend.Recommendation], numbers: dict[str, Any],
+                  baseline: dict[str, Any] | None = None) -> str:
     rdir = root / paths.REPORT_DIR
     files = [paths.report_file(), paths.REPORT_DIR / MATH_SUMMARY, paths.REPORT_DIR / NEXT_SEARCH,
              paths.REPORT_DIR / "analysis_numbers.json", *[paths.FIGURES_DIR / f for f in FIGURES],
-             paths.runs_table(), paths.histories_table(), paths.summary_json()]
-    best = runs.iloc[0]
+             paths.runs_table(), paths.histories_table(), paths.summary_json(), paths.baseline_file(),
+             paths.fingerprint_file()]
+    baseline = baseline or {}
     L = ["# Analysis complete", "", f"{len(runs)} run(s) analysed; report folder `{paths.REPORT_DIR}`.", "",
          "## Files", "", "| file | size |", "|---|---|"]
     total = 0
@@ -479,18 +592,7 @@ def complete_text(root: Path, runs: pd.DataFrame, recs: list[recommend.Recommend
         size = p.stat().st_size if p.is_file() else None
         total += size or 0
         L.append(f"| `{f}` | {'missing' if size is None else f'{size / 1024:.1f} KiB'} |")
-    L += [f"| total | {total / 1024:.1f} KiB |", "", "## Key findings", ""]
-    for c in caveats(runs):
-        L.append(f"- {c}")
-    L.append(f"- Best run {best['run_id']}: best val Jaccard {fmt(best['best_val_jaccard'])} (epoch "
-             f"{int(best['best_epoch'])}), full-image {fmt(best.get('full_val_jaccard'))}.")
-    lt = loss_table(runs)
-    L.append("- Per loss (mean best val Jaccard, n): " + ", ".join(f"{r.loss} {fmt(r.mean)} (n={r.n})" for r in lt.itertuples()))
-    ts = stats.tile_size_stats(runs)
-    L.append("- Per tile size (best full-image Jaccard): " + ", ".join(f"{r.tile_size} px {fmt(r.best_full)}" for r in ts.itertuples()))
-    per = numbers.get("fig7", {}).get("per_size", {})
-    if per:
-        L.append("- Gradient analysis: " + _fig7_sentence(per))
+    L += [f"| total | {total / 1024:.1f} KiB |", "", "## Key findings", ""] + key_findings(runs, numbers, baseline)
     L += ["", "## Next steps", ""]
     for r in recs:
         L.append(f"- {r.title}: {r.action}")
@@ -503,13 +605,15 @@ def write_report(cfg: Config, root: Path = Path(".")) -> Path:
     runs = load_runs(root)
     histories = pd.read_csv(root / paths.histories_table())
     numbers = load_numbers(root)
+    baseline, fingerprint = load_baseline(root), load_fingerprint(root)
     recs = recommend.recommendations(runs, cfg)
     spec = recommend.next_search(runs, cfg, recs)
     table = recommend.check_next_search(spec, root)
     rdir = root / paths.REPORT_DIR
-    write_text(rdir / NEXT_SEARCH, recommend.render_next_search(spec, recs, len(table)))
+    failed = recommend.search_failed(runs)
+    write_text(rdir / NEXT_SEARCH, recommend.render_next_search(spec, recs, len(table), failed=failed))
     write_text(rdir / MATH_SUMMARY, math_text(numbers, runs))
     target = root / paths.report_file()
-    write_text(target, report_text(runs, histories, numbers, cfg, recs, len(table)))
-    write_text(rdir / COMPLETE, complete_text(root, runs, recs, numbers))
+    write_text(target, report_text(runs, histories, numbers, cfg, recs, len(table), baseline, fingerprint))
+    write_text(rdir / COMPLETE, complete_text(root, runs, recs, numbers, baseline))
     return target

@@ -19,9 +19,40 @@ from beadseg.config import TrainConfig
 
 SETTINGS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
 SCORE = "best_val_jaccard"
+# A run with one of these statuses is not a result: it is never ranked, named best or counted in a statistic.
+INVALID_STATUSES: tuple[str, ...] = ("diverged", "degenerate")
 # Axes shown first (in this order) when they vary; any other varied setting follows.
 PREFERRED_AXES = ("lr", "batch_size", "dropout", "loss", "tile_size", "accumulation_steps", "weight_decay", "norm",
                   "model", "depth", "base_channels", "schedule", "focal_gamma", "dice_weight")
+
+
+def result_mask(runs: pd.DataFrame) -> pd.Series:
+    """True for every run that is a result (its status is neither diverged nor degenerate)."""
+    if "status" not in runs:
+        return pd.Series(True, index=runs.index)
+    return ~runs["status"].isin(INVALID_STATUSES)
+
+
+def valid_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that are results, in their runs.csv order (best first)."""
+    return runs[result_mask(runs)].reset_index(drop=True)
+
+
+def invalid_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that are not results (degenerate or diverged), in their runs.csv order."""
+    return runs[~result_mask(runs)].reset_index(drop=True)
+
+
+def list_text(value: Any) -> str:
+    """The text of a runs.csv list cell (items joined with "; "), "" when empty or missing.
+
+    The items themselves may contain "; ", so the cell is shown as written rather than split.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (list, tuple)):
+        return "; ".join(str(v) for v in value if str(v))
+    return str(value).strip()
 
 
 def _key(value: Any) -> str:

@@ -1,0 +1,41 @@
+"""Spelling of numbers and tables in the Markdown documents (shared by report.py and sections.py)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pandas as pd
+
+
+def missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def fmt(v: Any, digits: int = 4) -> str:
+    """Table / text spelling of a value: 4 decimals, n/a for missing."""
+    if missing(v):
+        return "n/a"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float):
+        if v != 0 and abs(v) < 1e-3:
+            return f"{v:.2g}"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def pct(v: Any) -> str:
+    return "n/a" if missing(v) else f"{100 * float(v):.1f} %"
+
+
+def markdown_table(frame: pd.DataFrame, formats: Mapping[str, Callable[[Any], str]] | None = None) -> str:
+    formats = formats or {}
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    sep = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = []
+    for row in frame.itertuples(index=False):
+        cells = [formats.get(c, fmt)(v) for c, v in zip(frame.columns, row)]
+        body.append("| " + " | ".join(cells) + " |")
+    return "\n".join([head, sep, *body])
