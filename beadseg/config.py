@@ -192,10 +192,9 @@ class Config:
         return list(self.runs)
 
     @property
-    def run_budgets(self) -> dict[str, dict[str, Any]]:
-        """Per run, the settings that decide its training budget (plain data: Snakemake params of fingerprint)."""
-        keys = ("tile_size", "batch_size", "accumulation_steps", "steps_per_epoch", "max_epochs", "patience")
-        return {run_id: {k: getattr(c, k) for k in keys} for run_id, c in self.runs.items()}
+    def run_settings(self) -> dict[str, dict[str, Any]]:
+        """Every run's settings as plain data (Snakemake params of steps that read the whole run table)."""
+        return {run_id: c.to_dict() for run_id, c in self.runs.items()}
 
     def run(self, run_id: str) -> TrainConfig:
         try:

@@ -13,7 +13,7 @@ DATA_SETTINGS = asdict(CFG.data)
 SYNTH_SETTINGS = asdict(CFG.data.synthetic)
 ANALYSIS_SETTINGS = asdict(CFG.analysis)
 TILING_SETTINGS = asdict(CFG.tiling)
-RUN_BUDGETS = CFG.run_budgets
+RUN_SETTINGS = CFG.run_settings
 
 
 wildcard_constraints:

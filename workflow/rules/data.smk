@@ -78,7 +78,7 @@ rule fingerprint:
         "logs/fingerprint/fingerprint.log",
     params:
         tiling=TILING_SETTINGS,
-        budgets=RUN_BUDGETS,
+        runs=RUN_SETTINGS,  # as dvc.yaml (params train, runs, finetune): any run change
     shell:
         "beadseg fingerprint 2>&1 | tee {log}"
 
