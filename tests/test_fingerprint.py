@@ -185,7 +185,7 @@ def test_warning_tile_larger_than_every_image() -> None:
         image["shape"] = [400, 480]
     [warning] = fingerprint_warnings(fp)
     assert "tile size 512 is larger than every image" in warning
-    assert "run b" in warning and "reflect-padded" in warning and "400" in warning
+    assert "run b" in warning and "mirrored at the border" in warning and "400" in warning
     fp["tiling"]["small_images"] = "skip"
     [warning] = fingerprint_warnings(fp)
     assert "run b get no tiles" in warning

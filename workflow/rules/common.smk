@@ -27,7 +27,10 @@ def train_tiles(wildcards):
     full training images its random crops come from."""
     return [
         f"data/tiles/t{size}/train.npz" for size in CFG.run(wildcards.run).tile_sizes
-    ] + [f"data/tiles/t{CFG.run(wildcards.run).tile_size}/val.npz", "data/split/train.npz"]
+    ] + [
+        f"data/tiles/t{CFG.run(wildcards.run).tile_size}/val.npz",
+        "data/split/train.npz",
+    ]
 
 
 def init_model(wildcards):

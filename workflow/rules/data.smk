@@ -76,6 +76,10 @@ rule fingerprint:
         "results/summary/fingerprint.json",
     log:
         "logs/fingerprint/fingerprint.log",
+    benchmark:
+        "benchmarks/fingerprint/fingerprint.tsv"
+    conda:
+        ENV
     params:
         tiling=TILING_SETTINGS,
         runs=RUN_SETTINGS,  # as dvc.yaml (params train, runs, finetune): any run change
@@ -93,5 +97,7 @@ rule baseline:
         "logs/baseline/baseline.log",
     benchmark:
         "benchmarks/baseline/baseline.tsv"
+    conda:
+        ENV
     shell:
         "beadseg baseline 2>&1 | tee {log}"
