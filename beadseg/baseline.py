@@ -47,7 +47,7 @@ from beadseg.config import Config
 from beadseg.data.prepare import load_split
 from beadseg.errors import ConfigError, DataError
 from beadseg.evaluate import score_predictions
-from beadseg.fsutil import write_json
+from beadseg.fsutil import json_safe, write_json
 from beadseg.metrics import confusion, jaccard_from_counts
 from beadseg.quality import trivial_scores
 
@@ -176,21 +176,6 @@ def choose_method(pairs: Pairs) -> tuple[str, dict[str, float]]:
     if not pairs:
         raise DataError("baseline: no images to choose a threshold method on")
     return _choose(_segment_all(pairs), pairs)
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with NaN / infinite floats replaced by None and numpy scalars made plain (for JSON)."""
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(float(value)) else None
-    return value
 
 
 def run_baseline(train: Pairs, val: Pairs) -> dict[str, Any]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,20 @@ def write_text(target: str | os.PathLike[str], text: str) -> None:
     """Atomically write ``text`` to ``target``."""
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` made plain for strict JSON: NaN / infinite floats become None (DVC and strict parsers reject
+    NaN), numpy scalars and arrays become Python numbers and lists, mapping keys become strings."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "tolist") and hasattr(value, "ndim"):  # numpy array or scalar, without importing numpy
+        return json_safe(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def write_json(target: str | os.PathLike[str], data: Any) -> None:

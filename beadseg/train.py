@@ -31,7 +31,7 @@ from beadseg.data.prepare import load_split, load_tiles
 from beadseg.devices import DeviceLease, amp_dtype, lease_device, set_threads
 from beadseg.errors import TrainingError
 from beadseg.evaluate import predict_images, score_predictions
-from beadseg.fsutil import atomic_path, write_json, write_text
+from beadseg.fsutil import atomic_path, json_safe, write_json, write_text
 from beadseg.losses import build_loss
 from beadseg.metrics import dice_from_counts, jaccard_from_counts
 from beadseg.models import build_model
@@ -397,13 +397,6 @@ def _write_outputs(trainer: Trainer, metrics: dict[str, Any]) -> None:
     write_json(root / paths.metrics_file(run_id), metrics)
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf become None (strict JSON parsers and DVC reject NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def train_run(config: Config, run_id: str, threads: int = 1, root: Path = Path("."), progress: bool = True) -> dict[str, Any]:
     """Train (or resume) one run and write its model, history and metrics. Returns the metrics."""
     cfg = config.run(run_id)
@@ -473,7 +466,7 @@ def train_run(config: Config, run_id: str, threads: int = 1, root: Path = Path("
             **full,
             "params": cfg.to_dict(),
         }
-        metrics = {k: _clean(v) for k, v in metrics.items()}
+        metrics = json_safe(metrics)
         _write_outputs(trainer, metrics)
     ckpt = root / paths.checkpoint_file(run_id)
     if ckpt.exists():

@@ -29,7 +29,7 @@ from beadseg.analysis.inputs import baseline_jaccard, load_baseline  # noqa: E40
 from beadseg.analysis.gradients import (CLASSES, VARIANT_LABELS, curve_numbers, loss_curves,  # noqa: E402
                                         pixel_gradient_analysis)
 from beadseg.config import Config, TrainConfig  # noqa: E402
-from beadseg.fsutil import atomic_path, write_json  # noqa: E402
+from beadseg.fsutil import atomic_path, json_safe, write_json  # noqa: E402
 
 CLASS_LABELS = {"background": "background", "foreground_interior": "foreground interior", "boundary": "boundary"}
 CLASS_COLORS = {"background": "#9e9e9e", "foreground_interior": "#1f77b4", "boundary": "#d62728"}
@@ -447,20 +447,6 @@ def fig_pixel_gradients(analysis: dict[str, Any], target: Path) -> Path:
 # --------------------------------------------------------------------------- all
 
 
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _json_safe(v.tolist())
-    if isinstance(v, (np.floating, np.integer)):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 def best_run_id(runs: pd.DataFrame) -> str | None:
     """The best result's run id (None when no run is a result)."""
     valid = stats.valid_runs(runs)
@@ -494,5 +480,5 @@ def make_figures(cfg: Config, root: Path = Path(".")) -> list[Path]:
     ]
     numbers = {"fig6": curve_numbers(curves, tc), "fig6_foreground_fraction": fg,
                "fig6_best_run": best_run_id(runs), "fig7": analysis}
-    write_json(numbers_file(root), _json_safe(numbers))
+    write_json(numbers_file(root), json_safe(numbers))
     return written
