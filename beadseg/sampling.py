@@ -90,10 +90,6 @@ class CropSampler:
             weights.append(float(image.shape[0] * image.shape[1]))
         self.weights = torch.tensor(weights, dtype=torch.float64)
 
-    @property
-    def has_foreground(self) -> bool:
-        return any(len(p) for p in self.points)
-
     def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` crops as (n, 1, tile, tile) float16 images and uint8 masks."""
         which = torch.multinomial(self.weights, n, replacement=True, generator=generator).tolist()
