@@ -31,6 +31,7 @@ validation images with the same :func:`beadseg.evaluate.score_predictions` the U
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Callable, Mapping
@@ -44,10 +45,12 @@ from skimage.measure import label
 
 from beadseg import paths
 from beadseg.config import Config
-from beadseg.data.prepare import load_split
+from beadseg.config import EvaluationConfig
+from beadseg.data.prepare import load_split, load_split_objects
 from beadseg.errors import ConfigError, DataError
 from beadseg.evaluate import score_predictions
 from beadseg.fsutil import json_safe, write_json
+from beadseg.instances import choose_object_method
 from beadseg.metrics import confusion, jaccard_from_counts
 from beadseg.quality import trivial_scores
 
@@ -178,8 +181,13 @@ def choose_method(pairs: Pairs) -> tuple[str, dict[str, float]]:
     return _choose(_segment_all(pairs), pairs)
 
 
-def run_baseline(train: Pairs, val: Pairs) -> dict[str, Any]:
-    """Choose the method on ``train``, score it on ``val`` ({stem: (image, mask)} each).
+def run_baseline(train: Pairs, val: Pairs, test: Pairs | None = None,
+                 objects: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+                 evaluation: EvaluationConfig | None = None) -> dict[str, Any]:
+    """Choose the method on ``train``, score it on ``val`` and ``test`` ({stem: (image, mask)} each).
+
+    ``objects`` gives per split the ground truth of the bead scores (instance labels where the user's
+    masks had them; default: the masks); ``evaluation`` the scoring settings the U-Nets get.
 
     Returns the method, the per-method Jaccard on train (used for the choice) and on val (for
     information only, never for the choice), the U-Net metrics of :func:`score_predictions`
@@ -193,9 +201,19 @@ def run_baseline(train: Pairs, val: Pairs) -> dict[str, Any]:
     method, train_scores = choose_method(train)
     val_segmented = _segment_all(val)
     val_scores = {m: _pooled_jaccard(val_segmented[m], val) for m in THRESHOLD_METHODS}
-    chosen = {stem: mask.astype(np.float32) for stem, mask in val_segmented[method].items()}
-    scores = score_predictions(chosen, {stem: mask for stem, (_, mask) in val.items()})
-    result = {"method": method, "chosen_on": "train", "n_train_images": len(train),
+    objects = objects or {}
+    evaluation = evaluation or EvaluationConfig()
+    if evaluation.objects == "auto":
+        train_truth = objects.get("train") or {stem: mask for stem, (_, mask) in train.items()}
+        evaluation = dataclasses.replace(evaluation, objects=choose_object_method(list(train_truth.values()))[0])
+    scores: dict[str, Any] = {}
+    for split, pairs in (("val", val), ("test", test or {})):
+        segmented = (val_segmented[method] if split == "val" else
+                     {stem: segment(image, method) for stem, (image, _) in pairs.items()})
+        chosen = {stem: mask.astype(np.float32) for stem, mask in segmented.items()}
+        truth = objects.get(split) or {stem: mask for stem, (_, mask) in pairs.items()}
+        scores.update(score_predictions(chosen, truth, evaluation, split))
+    result = {"method": method, "chosen_on": "train", "n_train_images": len(train), "objects": evaluation.objects,
               "train_jaccard_by_method": train_scores, "val_jaccard_by_method": val_scores,
               **trivial_scores(m for _, m in val.values()), **scores}
     return json_safe(result)
@@ -208,9 +226,12 @@ def write_baseline(cfg: Config, root: Path = Path("."), progress: bool = True) -
     """
     train = load_split("train", root)
     val = load_split("val", root)
-    result = run_baseline(train, val)
+    test = load_split("test", root)
+    objects = {split: load_split_objects(split, root) for split in ("train", "val", "test")}
+    result = run_baseline(train, val, test, objects, cfg.evaluation)
     write_json(root / paths.baseline_file(), result)
     if progress:
+        test_text = (f", {result['test_jaccard']:.3f} on {len(test)} test images" if test else "")
         print(f"baseline: {result['method']} (chosen on {len(train)} train images) full-image Jaccard "
-              f"{result['full_val_jaccard']:.3f} on {len(val)} val images", file=sys.stderr)
+              f"{result['full_val_jaccard']:.3f} on {len(val)} val images{test_text}", file=sys.stderr)
     return result

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from beadseg import __version__
 from beadseg.errors import BeadsegError
+from beadseg.system import available_cores
 
 
 def _config(args: argparse.Namespace):  # noqa: ANN202 - Config, imported lazily for a fast --help
@@ -69,8 +69,15 @@ def cmd_baseline(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from beadseg.train import train_run
 
-    threads = args.threads or len(os.sched_getaffinity(0))
+    threads = args.threads or available_cores()
     train_run(_config(args), args.run, threads=threads, progress=not args.quiet)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from beadseg.evaluate import evaluate_run
+
+    threads = args.threads or available_cores()
+    evaluate_run(_config(args), args.run, threads=threads, progress=not args.quiet)
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
@@ -132,10 +139,13 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    from beadseg.paths import model_file
     from beadseg.predict import predict_files
 
-    predict_files(Path(args.model), [Path(p) for p in args.inputs], Path(args.out), threshold=args.threshold,
-                  overlap=args.overlap, threads=args.threads or len(os.sched_getaffinity(0)))
+    model = Path(args.model) if args.model is not None else model_file(args.run)
+    predict_files(model, [Path(p) for p in args.inputs], Path(args.out), threshold=args.threshold,
+                  objects=args.objects, min_area=args.min_area, overlap=args.overlap, threads=args.threads,
+                  progress=not args.quiet)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,19 +172,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("train", cmd_train, "train one run of the run table (resumes an interrupted run)")
     p.add_argument("--run", required=True, help="run id")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all available cores)")
+    p = add("evaluate", cmd_evaluate, "score one run's best model on the full val and test images (metrics.json)")
+    p.add_argument("--run", required=True, help="run id")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all available cores)")
     add("aggregate", cmd_aggregate, "merge every run into results/summary/runs.csv and summary.json")
     add("figures", cmd_figures, "draw the analysis figures into results/report/")
     add("report", cmd_report, "write results/report/REPORT.md")
     p = add("plan", cmd_plan, "expand a grid file into the run table")
     p.add_argument("grid", help="grid YAML (see beadseg/plan.py or presets/*.grid.yaml)")
     p.add_argument("--write", action="store_true", help="replace the runs: block of --params in place")
-    p = add("predict", cmd_predict, "segment new TIFF images with a trained model")
-    p.add_argument("--model", required=True, help="results/runs/<run id>/model.pt")
-    p.add_argument("--out", required=True, help="output folder for masks (<stem>_mask.tif) and probabilities")
-    p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--overlap", type=float, default=0.25)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("inputs", nargs="+", help="TIFF images")
+    p = add("predict", cmd_predict, "segment new TIFF images with a trained model: per image a uint16 label TIFF "
+            "(<stem>_labels.tif), a probability TIFF (<stem>_prob.tif) and a per-bead table (<stem>_beads.csv), "
+            "plus summary.csv")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", metavar="PATH",
+                       help="model file to predict with, e.g. results/runs/<run id>/model.pt")
+    which.add_argument("--run", metavar="ID", help="predict with the model of this run (results/runs/ID/model.pt)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="probability above which a pixel is bead (default: the threshold stored in the model file)")
+    p.add_argument("--objects", choices=("components", "watershed"), default=None,
+                   help="how bead pixels become beads: 'components' (connected regions; touching beads stay one) "
+                        "or 'watershed' (splits touching beads) (default: the method the model file records, "
+                        "chosen on its training masks)")
+    p.add_argument("--min-area", type=int, default=4, metavar="PX",
+                   help="drop beads smaller than this many pixels (default: 4)")
+    p.add_argument("--overlap", type=float, default=0.25,
+                   help="fraction of each inference tile shared with its neighbours, 0 to 0.9 (default: 0.25)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: all available cores)")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="2-D grayscale TIFF images (.tif/.tiff)")
     from beadseg.sync import add_parser as add_sync_parser
 
     add_sync_parser(sub)

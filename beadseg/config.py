@@ -59,6 +59,7 @@ class DataConfig:
     images: str
     masks: str
     val_fraction: float
+    test_fraction: float
     split_seed: int
     normalize_low_pct: float
     normalize_high_pct: float
@@ -115,7 +116,6 @@ class TrainConfig:
     augment_rot90: bool
     augment_intensity: float
     augment_gamma: float
-    eval_overlap: float
     amp: bool
     channels_last: bool
 
@@ -157,9 +157,25 @@ class TrainConfig:
         v["extra_tile_sizes"] = tuple(int(s) for s in v["extra_tile_sizes"])
         for key in ("lr", "weight_decay", "dropout", "dice_weight", "focal_alpha", "focal_gamma",
                     "tversky_alpha", "tversky_beta", "boundary_weight", "min_delta", "augment_intensity",
-                    "augment_gamma", "eval_overlap", "foreground_oversample"):
+                    "augment_gamma", "foreground_oversample"):
             v[key] = float(v[key])
         return cls(**v)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How the evaluate step scores a run's best model on full images (never how it is trained)."""
+
+    overlap: float = 0.25
+    threshold: float = 0.5
+    objects: str = "auto"
+    min_bead_area: int = 4
+    iou_thresholds: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["iou_thresholds"] = list(self.iou_thresholds)
+        return d
 
 
 @dataclass(frozen=True)
@@ -183,6 +199,7 @@ class Config:
     train_defaults: TrainConfig
     runs: Mapping[str, TrainConfig]
     analysis: AnalysisConfig
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     finetune_ids: tuple[str, ...] = ()
     source: str = "params.yaml"
@@ -250,6 +267,25 @@ def _schema_errors(params: Mapping[str, Any]) -> list[str]:
     return messages
 
 
+#: Settings that moved to another section: (section, old key) -> new place.
+MOVED_SETTINGS = {"eval_overlap": "evaluation.overlap"}
+
+
+def _refuse_moved_settings(params: Mapping[str, Any], source: str) -> None:
+    """A params file from an older beadseg gets one line saying where its setting went."""
+    places = [("train", params.get("train"))]
+    for table in ("runs", "finetune"):
+        entries = params.get(table)
+        if isinstance(entries, Mapping):
+            places += [(f"{table}.{k}", v) for k, v in entries.items()]
+    for where, section in places:
+        if isinstance(section, Mapping):
+            for old, new in MOVED_SETTINGS.items():
+                if old in section:
+                    raise ConfigError(f"{source}: {where}.{old} moved to {new} (scoring is its own step now, so "
+                                      f"changing it re-evaluates runs without retraining them): move the value there")
+
+
 def validate(params: Mapping[str, Any], source: str = "params.yaml") -> Config:
     """Validate a params dict (as read by PyYAML, DVC or Snakemake) into a :class:`Config`.
 
@@ -258,6 +294,7 @@ def validate(params: Mapping[str, Any], source: str = "params.yaml") -> Config:
     if not isinstance(params, Mapping):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(params).__name__}")
     params = normalize_numbers(params)
+    _refuse_moved_settings(params, source)
     errors = _schema_errors(params)
     if errors:
         raise ConfigError(f"{source} is invalid: " + "; ".join(errors))
@@ -271,6 +308,9 @@ def validate(params: Mapping[str, Any], source: str = "params.yaml") -> Config:
     if data.source == "synthetic" and (data.images, data.masks) != demo:
         raise ConfigError(f"{source}: with data.source synthetic the demo is written to {demo[0]} and {demo[1]}; "
                           "set data.images/data.masks to those, or set data.source: folder to use your own TIFFs")
+    if data.val_fraction + data.test_fraction >= 1:
+        raise ConfigError(f"{source}: data.val_fraction ({data.val_fraction}) + data.test_fraction "
+                          f"({data.test_fraction}) must be below 1 so that images are left to train on")
     if data.normalize_low_pct >= data.normalize_high_pct:
         raise ConfigError(f"{source}: data.normalize_low_pct ({data.normalize_low_pct}) must be below "
                           f"data.normalize_high_pct ({data.normalize_high_pct})")
@@ -294,7 +334,11 @@ def validate(params: Mapping[str, Any], source: str = "params.yaml") -> Config:
     _check_runs(runs, tiling, source)
 
     analysis = AnalysisConfig(**{**_defaults(props["analysis"]), **params.get("analysis", {})})
-    return Config(data=data, tiling=tiling, train_defaults=defaults, runs=runs, analysis=analysis,
+    eval_raw = {**_defaults(props["evaluation"]), **params.get("evaluation", {})}
+    evaluation = EvaluationConfig(overlap=float(eval_raw["overlap"]), threshold=float(eval_raw["threshold"]),
+                                  objects=eval_raw["objects"], min_bead_area=int(eval_raw["min_bead_area"]),
+                                  iou_thresholds=tuple(sorted(float(t) for t in eval_raw["iou_thresholds"])))
+    return Config(data=data, tiling=tiling, train_defaults=defaults, runs=runs, analysis=analysis, evaluation=evaluation,
                   overrides=overrides, finetune_ids=tuple(params["finetune"]), source=source)
 
 

@@ -14,7 +14,7 @@ FIGURES_DIR = REPORT_DIR / "figures"
 
 
 def split_file(split: str) -> Path:
-    """Normalised full images + masks of one split (``train`` or ``val``)."""
+    """Normalised full images + masks of one split (``train``, ``val`` or ``test``)."""
     return SPLIT_DIR / f"{split}.npz"
 
 
@@ -56,8 +56,19 @@ def history_file(run_id: str) -> Path:
     return run_dir(run_id) / "history.csv"
 
 
+def train_info_file(run_id: str) -> Path:
+    """How training went (stop reason, epochs, steps, device, timings, settings): written by train."""
+    return run_dir(run_id) / "train.json"
+
+
 def metrics_file(run_id: str) -> Path:
+    """The run's scores on the full val and test images: written by evaluate."""
     return run_dir(run_id) / "metrics.json"
+
+
+def per_image_file(run_id: str) -> Path:
+    """One row per evaluated image (split, pixel and bead scores): written by evaluate."""
+    return run_dir(run_id) / "per_image.csv"
 
 
 def checkpoint_file(run_id: str) -> Path:

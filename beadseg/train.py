@@ -1,7 +1,8 @@
 """Train one run of the search: the loop, early stopping, per-epoch checkpoints, resume, history.
 
-Outputs of run ``ID`` (see :mod:`beadseg.paths`): ``model.pt`` (best weights, self-describing dict),
-``history.csv`` (one row per epoch) and ``metrics.json``. A per-epoch checkpoint under
+Outputs of run ``ID`` (see :mod:`beadseg.paths`): ``model.pt`` (best weights, a self-describing model
+file, :mod:`beadseg.checkpoint`), ``history.csv`` (one row per epoch) and ``train.json`` (how training
+went). Scoring the model on full images is the evaluate step's job. A per-epoch checkpoint under
 ``results/runs/ID/resume/`` lets a killed run continue from its last finished epoch; it is removed
 when the run completes.
 """
@@ -26,16 +27,23 @@ import numpy as np
 import torch
 
 from beadseg import __version__, paths
+from beadseg.checkpoint import (
+    CHECKPOINT_FORMAT,
+    Normalization,
+    load_model_file,
+    load_torch,
+    make_model,
+    save_model_file,
+    save_torch,
+)
 from beadseg.config import Config, TrainConfig
-from beadseg.data.prepare import load_split, load_tiles
+from beadseg.data.prepare import load_split, load_split_objects, load_tiles, split_normalization
 from beadseg.devices import DeviceLease, amp_dtype, lease_device, set_threads
 from beadseg.errors import TrainingError
-from beadseg.evaluate import predict_images, score_predictions
-from beadseg.fsutil import atomic_path, json_safe, write_json, write_text
+from beadseg.fsutil import json_safe, write_json, write_text
+from beadseg.instances import choose_object_method
 from beadseg.losses import build_loss
 from beadseg.metrics import dice_from_counts, jaccard_from_counts
-from beadseg.models import build_model
-from beadseg.quality import degenerate_reasons, likely_causes, probability_spread, trivial_scores
 from beadseg.sampling import CropSampler, Sampler, TileSampler, choose_size
 
 CHECKPOINT_VERSION = 1
@@ -43,11 +51,6 @@ HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_jaccard", "val_dice", 
 
 
 # --------------------------------------------------------------------------- building blocks
-
-
-def make_model(cfg: TrainConfig) -> torch.nn.Module:
-    return build_model(cfg.model, depth=cfg.depth, base_channels=cfg.base_channels, dropout=cfg.dropout,
-                       norm=cfg.norm, groups=cfg.groups)
 
 
 def make_loss(cfg: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -121,9 +124,7 @@ def history_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a beadseg checkpoint or model file safely (tensors and plain data only)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+load_checkpoint = load_torch  # tests and older callers
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -209,14 +210,17 @@ class Trainer:
         self.bad_epochs = 0
         self.optimizer_steps = 0
         self.status = "running"
-        self.fingerprint = fingerprint(cfg, {**self.data, "val_tiles": len(self.val_set)})
+        self.objects, self.objects_scores = choose_object_method(list(load_split_objects("train", root).values()))
+        self.normalization = Normalization.from_dict(split_normalization(root), str(root / paths.split_manifest()))
+        self.fingerprint = fingerprint(cfg, {**self.data, "val_tiles": len(self.val_set),
+                                             "normalization": self.normalization.to_dict()})
 
     def _init_from(self, other: str) -> None:
         path = self.root / paths.model_file(other)
         if not path.is_file():
             raise TrainingError(f"run '{self.run_id}' starts from run '{other}', but '{path}' does not exist: "
                                 f"train '{other}' first")
-        state = load_checkpoint(path)["state_dict"]
+        state = load_model_file(path).state_dict
         try:
             self.model.load_state_dict(state)
         except RuntimeError:
@@ -226,7 +230,7 @@ class Trainer:
     # -- checkpointing
     def state(self) -> dict[str, Any]:
         return {
-            "format": "beadseg-checkpoint", "version": CHECKPOINT_VERSION, "beadseg_version": __version__,
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "beadseg_version": __version__,
             "run_id": self.run_id, "epoch": len(self.history), "fingerprint": self.fingerprint,
             "config": self.cfg.to_dict(), "model_state": self.model.state_dict(),
             "optimizer_state": self.optimizer.state_dict(),
@@ -237,15 +241,14 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
-        with atomic_path(self.root / paths.checkpoint_file(self.run_id)) as tmp:
-            torch.save(self.state(), tmp)
+        save_torch(self.root / paths.checkpoint_file(self.run_id), self.state())
 
     def try_resume(self) -> bool:
         path = self.root / paths.checkpoint_file(self.run_id)
         if not path.is_file():
             return False
         try:
-            ckpt = load_checkpoint(path)
+            ckpt = load_torch(path)
         except Exception as exc:  # a damaged checkpoint must not block the run: start over
             print(f"train[{self.run_id}]: ignoring unreadable checkpoint {path}: {exc}", file=sys.stderr)
             return False
@@ -386,19 +389,18 @@ def _describe_data(data: dict[str, Any]) -> str:
     return f"random crops of {data['train_images']} train image(s)"
 
 
-def _write_outputs(trainer: Trainer, metrics: dict[str, Any]) -> None:
+def _write_outputs(trainer: Trainer, info: dict[str, Any]) -> None:
     root, run_id = trainer.root, trainer.run_id
     state = trainer.best_state or {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
-    with atomic_path(root / paths.model_file(run_id)) as tmp:
-        torch.save({"format": "beadseg-model", "version": CHECKPOINT_VERSION, "beadseg_version": __version__,
-                    "run_id": run_id, "epoch": trainer.best_epoch, "config": trainer.cfg.to_dict(),
-                    "state_dict": state, "best_val_jaccard": metrics["best_val_jaccard"]}, tmp)
+    save_model_file(root / paths.model_file(run_id), run_id=run_id, config=trainer.cfg, state_dict=state,
+                    normalization=trainer.normalization, epoch=trainer.best_epoch,
+                    best_val_jaccard=info["best_val_jaccard"], objects=trainer.objects)
     write_text(root / paths.history_file(run_id), history_csv(trainer.history))
-    write_json(root / paths.metrics_file(run_id), metrics)
+    write_json(root / paths.train_info_file(run_id), info)
 
 
 def train_run(config: Config, run_id: str, threads: int = 1, root: Path = Path("."), progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) one run and write its model, history and metrics. Returns the metrics."""
+    """Train (or resume) one run and write its model, history and train.json. Returns train.json's content."""
     cfg = config.run(run_id)
     set_threads(threads)
     wall0 = time.perf_counter()
@@ -414,35 +416,15 @@ def train_run(config: Config, run_id: str, threads: int = 1, root: Path = Path("
                       f"{cfg.steps_per_epoch} steps/epoch x up to {cfg.max_epochs} epochs, {threads} thread(s), "
                       f"effective batch {cfg.effective_batch_size}", file=sys.stderr)
             trainer.fit()
-            full: dict[str, Any] = {}
-            if trainer.best_state is not None:
-                trainer.model.load_state_dict(trainer.best_state)
-                val = load_split("val", root)
-                probs = predict_images(trainer.model, {s: im for s, (im, _) in val.items()}, cfg, trainer.device,
-                                       trainer.amp)
-                val_masks = {s: m for s, (_, m) in val.items()}
-                full = score_predictions(probs, val_masks)
-                full["prob_std"] = probability_spread(probs.values())
-                full["degenerate_reasons"] = degenerate_reasons(full, trivial_scores(val_masks.values()),
-                                                                full["prob_std"])
         except torch.cuda.OutOfMemoryError:
             raise TrainingError(
                 f"run '{run_id}': CUDA out of memory on {lease.name} with batch_size {cfg.batch_size} at tile size "
                 f"{cfg.tile_size}: lower batch_size and raise accumulation_steps (effective batch is "
                 f"{cfg.effective_batch_size}), or use a smaller tile size") from None
         history = trainer.history
-        reasons = full.pop("degenerate_reasons", [])
-        status = trainer.status
-        causes: list[str] = []
-        if reasons and status != "diverged":
-            causes = likely_causes(history, trainer.optimizer_steps, cfg.lr, cfg.steps_per_epoch, status)
-            status = "degenerate"
-        metrics: dict[str, Any] = {
+        info: dict[str, Any] = {
             "run_id": run_id,
-            "status": status,
             "stop_reason": trainer.status,
-            "degenerate_reasons": reasons,
-            "likely_causes": causes,
             "best_val_jaccard": trainer.best_jaccard if trainer.best_state is not None else 0.0,
             "final_val_jaccard": history[-1]["val_jaccard"] if history else 0.0,
             "best_val_dice": max((h["val_dice"] for h in history), default=0.0),
@@ -463,21 +445,21 @@ def train_run(config: Config, run_id: str, threads: int = 1, root: Path = Path("
             "train_seconds": sum(h["seconds"] for h in history),
             "wall_seconds": time.perf_counter() - wall0,
             "peak_memory_mb": peak_memory_mb(lease.device),
-            **full,
+            "normalization": trainer.normalization.to_dict(),
+            "objects": trainer.objects,
+            "objects_ap50_on_train_masks": trainer.objects_scores,
+            "beadseg_version": __version__,
             "params": cfg.to_dict(),
         }
-        metrics = json_safe(metrics)
-        _write_outputs(trainer, metrics)
+        info = json_safe(info)
+        _write_outputs(trainer, info)
     ckpt = root / paths.checkpoint_file(run_id)
     if ckpt.exists():
         ckpt.unlink()
         with contextlib.suppress(OSError):
             ckpt.parent.rmdir()
-    if progress and reasons:
-        print(f"train[{run_id}]: warning: degenerate run: {'; '.join(reasons)}"
-              + (f" (likely: {'; '.join(causes)})" if causes else ""), file=sys.stderr)
     if progress:
-        print(f"train[{run_id}]: {metrics['status']} after {metrics['epochs_run']} epochs; best val Jaccard "
-              f"{metrics['best_val_jaccard']:.4f} (epoch {metrics['best_epoch']}), full-image "
-              f"{metrics.get('full_val_jaccard') or float('nan'):.4f}", file=sys.stderr)
-    return metrics
+        print(f"train[{run_id}]: {info['stop_reason']} after {info['epochs_run']} epochs; best val tile Jaccard "
+              f"{info['best_val_jaccard']:.4f} (epoch {info['best_epoch']}); score it on full images with "
+              f"`beadseg evaluate --run {run_id}`", file=sys.stderr)
+    return info

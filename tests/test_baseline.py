@@ -163,10 +163,11 @@ def test_write_baseline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     for key in ("full_val_jaccard", "full_val_dice", "bead_f1", "bead_precision", "bead_recall",
                 "all_foreground_jaccard", "all_background_jaccard"):
         assert key in written
-    assert written["n_val_images"] == 1 and written["n_train_images"] == 3
+    assert written["n_val_images"] == 1 and written["n_train_images"] == 2 and written["n_test_images"] == 1
+    assert written["test_jaccard"] > 0.7 and "test_bead_f1" in written and "test_ap_50" in written
     assert written["full_val_jaccard"] > 0.7  # the synthetic demo is easy for a threshold
     assert written["train_jaccard_by_method"][written["method"]] == max(written["train_jaccard_by_method"].values())
     assert 0.0 < written["all_foreground_jaccard"] < 0.3
     err = capsys.readouterr().err
-    assert f"baseline: {written['method']} (chosen on 3 train images) full-image Jaccard" in err
-    assert "on 1 val images" in err
+    assert f"baseline: {written['method']} (chosen on 2 train images) full-image Jaccard" in err
+    assert "on 1 val images" in err and "on 1 test images" in err

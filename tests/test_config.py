@@ -64,6 +64,11 @@ def test_normalize_numbers_leaves_other_strings_alone():
         (lambda p: p["data"].update(val_fraction=1.5), "data.val_fraction"),
         (lambda p: p["data"].update(images="elsewhere"), "data.source: folder"),
         (lambda p: p["runs"]["a"].update(norm="group", base_channels=6, groups=4), "groups"),
+        (lambda p: p["data"].update(val_fraction=0.5, test_fraction=0.5), "must be below 1"),
+        (lambda p: p.update(train={"eval_overlap": 0.5}), "train.eval_overlap moved to evaluation.overlap"),
+        (lambda p: p["runs"]["a"].update(eval_overlap=0.5), "runs.a.eval_overlap moved to evaluation.overlap"),
+        (lambda p: p.update(evaluation={"objects": "blobs"}), "evaluation.objects"),
+        (lambda p: p.update(evaluation={"iou_thresholds": [0.5, 1.5]}), "evaluation.iou_thresholds"),
     ],
 )
 def test_invalid_values_raise_clear_errors(mutate, needle):
@@ -121,3 +126,11 @@ def test_original_search_preset_matches_the_reference_search():
     losses = [r.loss for r in runs]
     assert (losses.count("combined"), losses.count("focal"), losses.count("dice")) == (6, 8, 1)
     assert all(r.patience == 20 for r in runs)
+
+
+def test_evaluation_settings_are_their_own_section_and_not_training_settings():
+    cfg = validate({**minimal(), "evaluation": {"overlap": 0.5, "iou_thresholds": [0.9, 0.5]}})
+    assert cfg.evaluation.overlap == 0.5 and cfg.evaluation.threshold == 0.5
+    assert cfg.evaluation.iou_thresholds == (0.5, 0.9)  # sorted: F1 is reported at the lowest
+    assert "eval_overlap" not in cfg.run("a").to_dict() and "overlap" not in cfg.run("a").to_dict()
+    assert validate(minimal()).run("a") == cfg.run("a")  # scoring settings never touch a run's settings

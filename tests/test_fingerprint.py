@@ -231,7 +231,7 @@ def test_compute_fingerprint_tiny_project(tmp_path: Path, capsys: pytest.Capture
     cfg = make_tiny_project(tmp_path)
     fp = write_fingerprint(cfg, root=tmp_path)
     assert json.loads((tmp_path / paths.fingerprint_file()).read_text()) == fp
-    assert fp["splits"]["train"]["n_images"] == 3 and fp["splits"]["val"]["n_images"] == 1
+    assert [fp["splits"][s]["n_images"] for s in ("train", "val", "test")] == [2, 1, 1]
     assert set(fp["images"]) == {"bead_000", "bead_001", "bead_002", "bead_003"}
     for size in cfg.tiling.sizes:
         for split in ("train", "val"):
@@ -248,7 +248,17 @@ def test_compute_fingerprint_tiny_project(tmp_path: Path, capsys: pytest.Capture
                               f"(early stopping should not come before {MIN_STEPS} steps)"]
     err = capsys.readouterr().err
     assert f"fingerprint: warning: run a can stop after {expected} optimizer steps" in err
-    assert "fingerprint: 3 train / 1 val images" in err
+    assert "fingerprint: 2 train / 1 val / 1 test images" in err
+
+
+def test_no_test_set_is_a_warning_naming_the_reason(tmp_path: Path) -> None:
+    params = tiny_params()
+    params["data"]["test_fraction"] = 0.0
+    cfg = make_tiny_project(tmp_path, params)
+    fp = write_fingerprint(cfg, root=tmp_path, progress=False)
+    assert fp["splits"]["test"]["n_images"] == 0
+    (warning,) = [w for w in fp["warnings"] if "test" in w]
+    assert warning.startswith("no held-out test set (data.test_fraction is 0)")
 
 
 def test_compute_fingerprint_padded_tiles_and_relative_paths(tmp_path: Path,
@@ -269,8 +279,8 @@ def test_compute_fingerprint_padded_tiles_and_relative_paths(tmp_path: Path,
     for size in (64, 256):
         for split in ("train", "val"):
             assert fp["tiles_per_size"][str(size)][split] == _tiles_written(root, size, split)
-    assert fp["tiles_per_size"]["256"] == {"train": 3, "val": 1}
-    assert fp["tiles_per_size"]["64"] == {"train": 27, "val": 9}  # stride 32: origins 0, 32, 64 per axis
+    assert fp["tiles_per_size"]["256"] == {"train": 2, "val": 1}  # the test image is never tiled
+    assert fp["tiles_per_size"]["64"] == {"train": 18, "val": 9}  # stride 32: origins 0, 32, 64 per axis
     [warning] = fp["warnings"]
     assert "tile size 256 is larger than every image" in warning and "run a" in warning
 

@@ -1,5 +1,6 @@
 """A user's small annotated folder, end to end through the real `beadseg` steps (no mocks):
-fingerprint with per-run steps, threshold baseline, a run that learns and a run forced to learn nothing.
+fingerprint with per-run steps, threshold baseline, a run that learns and a run forced to learn nothing,
+each scored by the evaluate step.
 
 The images come from scikit-image's ``binary_blobs`` under our own imaging model, not from the demo
 generator, so this also checks that nothing in the path depends on the demo's look.
@@ -39,6 +40,7 @@ def folder_search(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for step in (["split"], ["tile", "--size", "64"], ["tile", "--size", "128"], ["fingerprint"], ["baseline"],
                  ["train", "--run", GOOD, "--threads", "1"], ["train", "--run", BROKEN, "--threads", "1"],
+                 ["evaluate", "--run", GOOD, "--threads", "1"], ["evaluate", "--run", BROKEN, "--threads", "1"],
                  ["aggregate"], ["figures"], ["report"]):
         beadseg(root, *step)
     return root
@@ -52,7 +54,7 @@ def test_fingerprint_lists_the_steps_every_run_will_get(folder_search):
     fp = _json(folder_search, "results/summary/fingerprint.json")
     assert fp["runs"][GOOD]["max_optimizer_steps"] == 15 * 4
     assert fp["runs"][BROKEN]["max_optimizer_steps"] == 1
-    assert fp["splits"]["train"]["n_images"] == 3 and fp["splits"]["val"]["n_images"] == 1
+    assert [fp["splits"][s]["n_images"] for s in ("train", "val", "test")] == [2, 1, 1]
     assert any(w.startswith(f"run {BROKEN} can stop after 1 optimizer steps") for w in fp["warnings"])
 
 

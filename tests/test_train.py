@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ import yaml
 
 from beadseg import paths
 from beadseg.config import validate
+from beadseg.evaluate import evaluate_run
 from beadseg.train import Trainer, augment, load_checkpoint, lr_factor, train_run
 from tests.tiny_project import make_tiny_project, tiny_params
 
@@ -39,22 +39,43 @@ def history(root: Path, run: str = "a") -> pd.DataFrame:
     return pd.read_csv(root / paths.history_file(run))
 
 
-def test_run_writes_model_history_and_metrics(project):
-    metrics = train_run(config(), "a", root=project, progress=False)
-    assert metrics["status"] in {"completed", "early_stopped", "degenerate"}  # 9 steps may learn nothing
-    assert metrics["epochs_run"] == len(history(project)) == 3
-    on_disk = json.loads((project / paths.metrics_file("a")).read_text())
-    for key in ("best_val_jaccard", "final_val_jaccard", "best_epoch", "device", "wall_seconds",
-                "full_val_jaccard", "full_val_dice", "bead_f1", "bead_count_error", "bead_precision",
-                "bead_recall", "bead_mean_diameter_error_px", "peak_memory_mb"):
+def train_and_evaluate(cfg, root: Path, run: str = "a") -> dict:
+    """Train then score one run, as the train and evaluate steps do; metrics.json's content."""
+    train_run(cfg, run, root=root, progress=False)
+    return evaluate_run(cfg, run, root=root, progress=False)
+
+
+def test_run_writes_model_history_and_train_info_and_evaluate_writes_scores(project):
+    (project / paths.metrics_file("a")).unlink(missing_ok=True)
+    info = train_run(config(), "a", root=project, progress=False)
+    assert info["stop_reason"] in {"completed", "early_stopped"}
+    assert info["epochs_run"] == len(history(project)) == 3
+    on_disk = json.loads((project / paths.train_info_file("a")).read_text())
+    for key in ("best_val_jaccard", "final_val_jaccard", "best_epoch", "device", "wall_seconds", "peak_memory_mb",
+                "optimizer_steps", "normalization", "params"):
         assert key in on_disk, key
-    assert 0.0 <= on_disk["full_val_jaccard"] <= 1.0
+    assert "full_val_jaccard" not in on_disk and not (project / paths.metrics_file("a")).exists()
     assert list(history(project).columns) == ["epoch", "train_loss", "val_loss", "val_jaccard", "val_dice", "lr",
                                               "seconds", "optimizer_steps"]
     model = load_checkpoint(project / paths.model_file("a"))  # weights_only=True inside
-    assert {"state_dict", "config", "run_id", "epoch", "version"} <= set(model)
+    assert {"state_dict", "config", "run_id", "epoch", "version", "normalization", "tile_size", "threshold",
+            "beadseg_version"} <= set(model)
     assert model["run_id"] == "a" and model["epoch"] == on_disk["best_epoch"]
+    assert model["normalization"] == on_disk["normalization"] == {"method": "percentile", "low_pct": 1.0,
+                                                                 "high_pct": 99.8}
     assert not (project / paths.checkpoint_file("a")).exists()  # removed once complete
+
+    metrics = evaluate_run(config(), "a", root=project, progress=False)
+    on_disk = json.loads((project / paths.metrics_file("a")).read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    for key in ("full_val_jaccard", "full_val_dice", "bead_f1", "bead_count_error", "bead_precision", "bead_recall",
+                "bead_mean_diameter_error_px", "ap_50", "ap_90", "test_jaccard", "test_bead_f1", "test_ap_50"):
+        assert key in on_disk, key
+    assert on_disk["n_val_images"] == 1 and on_disk["n_test_images"] == 1
+    assert 0.0 <= on_disk["full_val_jaccard"] <= 1.0 and 0.0 <= on_disk["test_jaccard"] <= 1.0
+    assert on_disk["status"] in {"completed", "early_stopped", "degenerate"}  # 9 steps may learn nothing
+    rows = pd.read_csv(project / paths.per_image_file("a"))
+    assert sorted(rows["split"]) == ["test", "val"]
 
 
 def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
@@ -94,7 +115,7 @@ def test_training_length_does_not_depend_on_the_number_of_images(tmp_path, sampl
 
 
 def test_a_run_forced_to_learn_nothing_is_marked_degenerate(project):
-    metrics = train_run(config(lr=1e-9, max_epochs=1, steps_per_epoch=1), "a", root=project, progress=False)
+    metrics = train_and_evaluate(config(lr=1e-9, max_epochs=1, steps_per_epoch=1), project)
     assert metrics["status"] == "degenerate"
     assert metrics["stop_reason"] == "completed"
     assert metrics["degenerate_reasons"], metrics
@@ -106,14 +127,14 @@ def test_a_run_forced_to_learn_nothing_is_marked_degenerate(project):
 
 def test_a_run_that_learned_is_not_degenerate(tmp_path):
     cfg = make_tiny_project(tmp_path, tiny_params(max_epochs=4, steps_per_epoch=15, patience=4, base_channels=8))
-    metrics = train_run(cfg, "a", root=tmp_path, progress=False)
+    metrics = train_and_evaluate(cfg, tmp_path)
     assert metrics["status"] in {"completed", "early_stopped"}, metrics["degenerate_reasons"]
     assert metrics["degenerate_reasons"] == [] and metrics["full_val_jaccard"] > 0.5
 
 
 def test_absurd_learning_rate_is_reported_as_diverged(project):
-    metrics = train_run(config(lr=1e30, max_epochs=3, steps_per_epoch=3), "a", root=project, progress=False)
-    assert metrics["status"] == "diverged"
+    metrics = train_and_evaluate(config(lr=1e30, max_epochs=3, steps_per_epoch=3), project)
+    assert metrics["status"] == "diverged" and metrics.get("full_val_jaccard") is None
     assert json.loads((project / paths.metrics_file("a")).read_text())["status"] == "diverged"
     assert (project / paths.model_file("a")).is_file()
 

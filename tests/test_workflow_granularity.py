@@ -31,7 +31,7 @@ def synced(synced_once: Path, tmp_path: Path) -> Path:
 
 def both(root: Path, wf) -> tuple[list[str], list[str]]:
     dvc = wf.dvc_would_run(root)
-    snake = [j.replace("train[run=", "train@").rstrip("]") if j.startswith("train[") else j
+    snake = [j.replace("[run=", "@").rstrip("]") if j.startswith(("train[", "evaluate[")) else j
              for j in wf.snakemake_jobs(root, "--max-checksum-file-size", "0")]
     return dvc, sorted(snake)
 
@@ -50,6 +50,15 @@ def test_a_training_default_reruns_every_run(synced: Path, wf) -> None:
     dvc, snake = both(synced, wf)
     assert snake == sorted([*(f"train@{r}" for r in wf.runs), "fingerprint", *ANALYSIS])
     assert dvc == sorted([*(f"train@{r}" for r in wf.runs), "fingerprint"])  # the analysis follows once they re-ran
+
+
+def test_evaluation_settings_reevaluate_every_run_and_retrain_none(synced: Path, wf) -> None:
+    wf.set_param(synced, "evaluation.threshold", 0.4)
+    dvc, snake = both(synced, wf)
+    assert not [j for j in dvc + snake if j.startswith("train")]
+    # the baseline is scored like the runs, so it follows the evaluation settings too
+    assert snake == sorted([*(f"evaluate@{r}" for r in wf.runs), "baseline", *ANALYSIS])
+    assert dvc == sorted([*(f"evaluate@{r}" for r in wf.runs), "baseline"])
 
 
 def test_analysis_settings_rerun_only_the_analysis(synced: Path, wf) -> None:

@@ -47,7 +47,7 @@ def _assert_resumed(root: Path, log_text: str) -> None:
 
 def test_snakemake_rerun_incomplete_resumes_a_killed_run(tmp_path):
     root = _prepare(tmp_path)
-    target = f"results/runs/{RUN}/metrics.json"
+    target = f"results/runs/{RUN}/train.json"
     _kill_after_first_checkpoint(["snakemake", "--cores", "1", target], root)
     run(["snakemake", "--unlock"], root)  # a killed Snakemake leaves its directory lock behind
     out = run(["snakemake", "--cores", "1", "--rerun-incomplete", target], root, timeout=600)

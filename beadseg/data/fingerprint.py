@@ -31,7 +31,8 @@ from skimage.measure import label, regionprops
 from beadseg import paths
 from beadseg.config import Config, TrainConfig
 from beadseg.data import io
-from beadseg.data.prepare import SPLITS
+from beadseg.data.io import is_instance_labels
+from beadseg.data.prepare import IMAGE_SPLITS, SPLITS
 from beadseg.data.tiling import SMALL_IMAGE_POLICIES, tile_origins
 from beadseg.errors import ConfigError, DataError
 from beadseg.fsutil import write_json
@@ -68,12 +69,6 @@ def image_stats(raw: np.ndarray) -> dict[str, Any]:
     for p, v in zip(PERCENTILES, np.percentile(values, PERCENTILES)):
         out[_pct_key(p)] = _num(v)
     return out
-
-
-def is_instance_labels(mask: np.ndarray) -> bool:
-    """True when the mask holds more than one distinct bead value (> 0), i.e. one id per bead."""
-    values = np.unique(np.asarray(mask))
-    return int(np.count_nonzero(values > 0)) > 1
 
 
 def _instance_objects(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,13 +243,22 @@ def _step_warnings(fp: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _test_warnings(fp: Mapping[str, Any]) -> list[str]:
+    test = fp.get("splits", {}).get("test")
+    if test is None or test.get("n_images", 0) > 0:
+        return []
+    why = fp.get("test_note") or "no test images"
+    return [f"no held-out test set ({why}): every score comes from the validation images that chose the "
+            "best epoch and the best run, so it is optimistic; set data.test_fraction (e.g. 0.2) with enough images"]
+
+
 def fingerprint_warnings(fp: Mapping[str, Any]) -> list[str]:
     """One plain-language line per problem that makes training meaningless; [] when nothing is wrong.
 
     Reads a fingerprint as built by :func:`compute_fingerprint` (keys ``splits``, ``images``,
     ``tiling``, ``runs``); missing parts are simply not checked.
     """
-    return [*_foreground_warnings(fp), *_size_warnings(fp), *_step_warnings(fp)]
+    return [*_foreground_warnings(fp), *_size_warnings(fp), *_step_warnings(fp), *_test_warnings(fp)]
 
 
 # --------------------------------------------------------------------------- the step
@@ -275,8 +279,8 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         raise DataError(f"'{path}' not found: run `beadseg split` first")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-        for split in SPLITS:
-            for stem in manifest["splits"][split]:
+        for split in IMAGE_SPLITS:
+            for stem in manifest["splits"].get(split, []):
                 missing = {"image", "mask"} - set(manifest["images"][stem])
                 if missing:
                     raise KeyError(f"{stem}: {sorted(missing)}")
@@ -300,7 +304,7 @@ def _fingerprint_split(manifest: Mapping[str, Any], split: str, root: Path,
                        images: dict[str, Any]) -> dict[str, Any]:
     """Per-image entries of one split (added to ``images``) and the split's pooled object stats."""
     areas, touching, n_pixels, estimated = [], [], 0, False
-    for stem in manifest["splits"][split]:
+    for stem in manifest["splits"].get(split, []):
         raw, labels = _read_image_and_mask(manifest["images"][stem], root)
         instance = is_instance_labels(labels)
         a, t = _objects(labels, instance)
@@ -313,7 +317,7 @@ def _fingerprint_split(manifest: Mapping[str, Any], split: str, root: Path,
                         "objects": _summarise(a, t, labels.size, estimated=not instance)}
     pooled_areas = np.concatenate(areas) if areas else np.zeros(0, np.int64)
     pooled_touching = np.concatenate(touching) if touching else np.zeros(0, bool)
-    return {"n_images": len(manifest["splits"][split]),
+    return {"n_images": len(manifest["splits"].get(split, [])),
             **_summarise(pooled_areas, pooled_touching, n_pixels, estimated)}
 
 
@@ -321,7 +325,7 @@ def compute_fingerprint(cfg: Config, root: Path = Path(".")) -> dict[str, Any]:
     """The fingerprint of the split data set under ``root`` (JSON-able; see the module docstring)."""
     manifest = _read_manifest(root)
     images: dict[str, Any] = {}
-    splits = {split: _fingerprint_split(manifest, split, root, images) for split in SPLITS}
+    splits = {split: _fingerprint_split(manifest, split, root, images) for split in IMAGE_SPLITS}
     tiles = {str(size): {split: sum(tile_count(images[s]["shape"], size, cfg.tiling.stride(size),
                                                cfg.tiling.small_images) for s in manifest["splits"][split])
                          for split in SPLITS}
@@ -334,6 +338,7 @@ def compute_fingerprint(cfg: Config, root: Path = Path(".")) -> dict[str, Any]:
                    "strides": {str(size): cfg.tiling.stride(size) for size in cfg.tiling.sizes}},
         "tiles_per_size": tiles,
         "runs": {run_id: run_budget(run) for run_id, run in cfg.runs.items()},
+        "test_note": manifest.get("test_note"),
         "min_steps": MIN_STEPS,
         "solidity_threshold": SOLIDITY_THRESHOLD,
     }
@@ -347,11 +352,12 @@ def _pct(value: float | None) -> str:
 
 def _summary_line(fp: Mapping[str, Any], target: Path) -> str:
     train, val = fp["splits"]["train"], fp["splits"]["val"]
-    n_objects = train["count"] + val["count"]
+    n_test = fp["splits"].get("test", {}).get("n_images", 0)
+    n_objects = sum(s["count"] for s in fp["splits"].values())
     kind = "clumps estimated" if train["touching_estimated"] or val["touching_estimated"] else "exact"
     median = train["diameter_px"]["median"]
     median_text = f", median diameter {median:.1f} px" if median is not None else ""
-    return (f"fingerprint: {train['n_images']} train / {val['n_images']} val images, {n_objects} objects"
+    return (f"fingerprint: {train['n_images']} train / {val['n_images']} val / {n_test} test images, {n_objects} objects"
             f"{median_text}, train foreground {100 * train['foreground_fraction']:.1f} %; "
             f"touching {_pct(train['touching_fraction'])} ({kind}); {len(fp['warnings'])} warning(s); "
             f"wrote {target}")

@@ -163,6 +163,12 @@ def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
     return _read_plane(path, "mask")
 
 
+def is_instance_labels(mask: np.ndarray) -> bool:
+    """True when the mask holds more than one distinct bead value (> 0), i.e. one id per bead."""
+    values = np.unique(np.asarray(mask))
+    return int(np.count_nonzero(values > 0)) > 1
+
+
 def normalize(image: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.8) -> np.ndarray:
     """Map the ``low_pct``..``high_pct`` percentiles to 0..1, clipped to [0, 1] (float32).
 
@@ -182,10 +188,12 @@ def normalize(image: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.8) -
     return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
 
 
-def load_pair(pair: Pair, low_pct: float = 1.0, high_pct: float = 99.8) -> tuple[np.ndarray, np.ndarray]:
-    """Read a pair: (normalised float32 image, uint8 0/1 mask) of equal shape."""
+def load_pair(pair: Pair, low_pct: float = 1.0, high_pct: float = 99.8,
+              labels: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Read a pair: (normalised float32 image, uint8 0/1 mask) of equal shape; with ``labels`` the mask
+    as stored (instance ids kept)."""
     image = read_image(pair.image)
-    mask = read_mask(pair.mask)
+    mask = read_labels(pair.mask) if labels else read_mask(pair.mask)
     if image.shape != mask.shape:
         raise DataError(
             f"mask '{pair.mask}' has shape {mask.shape} but image '{pair.image}' has shape "
@@ -204,3 +212,131 @@ def write_tiff(path: str | os.PathLike[str], array: np.ndarray) -> None:
         tifffile.imwrite(
             tmp, array, photometric="minisblack", metadata=None, software=False, datetime=None
         )
+
+
+# --------------------------------------------------------------------------- pixel size (calibration)
+
+#: The unit :func:`read_pixel_size` reports for every length it can convert (U+00B5 MICRO SIGN + m).
+MICRON = "\u00b5m"
+#: Micrometres per unit, keyed by the lower-cased unit spelling (ImageJ's ``unit=`` or a TIFF ResolutionUnit).
+_UM_PER_UNIT = {
+    "\u00b5m": 1.0, "\u03bcm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0,
+    "micrometre": 1.0, "micrometers": 1.0, "micrometres": 1.0,
+    "nm": 1e-3, "nanometer": 1e-3, "nanometre": 1e-3, "nanometers": 1e-3, "nanometres": 1e-3,
+    "mm": 1e3, "millimeter": 1e3, "millimetre": 1e3, "millimeters": 1e3, "millimetres": 1e3,
+    "cm": 1e4, "centimeter": 1e4, "centimetre": 1e4, "centimeters": 1e4, "centimetres": 1e4,
+    "m": 1e6, "meter": 1e6, "metre": 1e6, "meters": 1e6, "metres": 1e6,
+    "in": 25400.0, "inch": 25400.0, "inches": 25400.0,
+}
+#: TIFF ResolutionUnit values -> micrometres per unit (2 inch, 3 centimetre; 4 and 5 are tifffile extensions).
+_UM_PER_RESUNIT = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}
+_UNCALIBRATED_UNITS = {"", "pixel", "pixels", "px"}
+
+
+def _imagej_unit(value: object) -> str | None:
+    """ImageJ's ``unit=`` value, with its ``\\u00B5`` escapes decoded; None when absent."""
+    import re
+
+    if value is None:
+        return None
+    text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), str(value)).strip()
+    return text or None
+
+
+def _to_micron(size: float, unit: str) -> tuple[float, str] | None:
+    """``(size, unit)`` in micrometres where the unit is a known length, as given otherwise; None for pixels."""
+    key = unit.strip().lower()
+    if key in _UNCALIBRATED_UNITS:
+        return None
+    if key in _UM_PER_UNIT:
+        return size * _UM_PER_UNIT[key], MICRON
+    return size, unit.strip()
+
+
+def read_pixel_size(path: str | os.PathLike[str]) -> tuple[float, str] | None:
+    """The pixel size (width of one pixel) of a TIFF as ``(size, unit)``; None when the file carries none.
+
+    Read from the TIFF XResolution / ResolutionUnit tags (pixels per inch or centimetre, converted to
+    micrometres) or, for ImageJ files (ResolutionUnit NONE), from XResolution together with ImageJ's
+    ``unit=`` (``micron``, ``\\u00B5m``, ``um``, ``nm``, ...). ImageJ's ``spacing=`` is used when
+    XResolution is left at its default of 1. Lengths come back in micrometres (unit ``"µm"``); an
+    unknown unit is returned as written. None when there is no calibration: the default of 1 pixel per
+    unit with no unit, a resolution without any unit, or ImageJ's ``pixel`` unit.
+    """
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            tag = page.tags.get("XResolution")
+            num, den = tag.value if tag is not None else (1, 1)  # a rational: pixels per unit = num / den
+            res_unit = int(page.resolutionunit)
+            imagej = tif.imagej_metadata or {}
+    except FileNotFoundError:
+        raise DataError(f"image file '{path}' does not exist") from None
+    except Exception as exc:  # tifffile raises many types for corrupt files
+        raise DataError(f"cannot read '{path}' as TIFF ({type(exc).__name__}: {exc})") from None
+    valid_res = num > 0 and den > 0
+    size = den / num if valid_res else None  # units per pixel, computed from the rational without rounding twice
+    if res_unit in _UM_PER_RESUNIT:  # an absolute TIFF unit wins: pixels per inch / centimetre / ...
+        return (size * _UM_PER_RESUNIT[res_unit], MICRON) if size is not None else None
+    unit = _imagej_unit(imagej.get("unit"))
+    if unit is None:
+        return None  # no unit: pixels per "something" is not a physical size (1 per unit: the plain default)
+    if size is not None and num != den:
+        return _to_micron(size, unit)
+    spacing = imagej.get("spacing")
+    try:
+        spacing = float(spacing) if spacing is not None else None
+    except (TypeError, ValueError):
+        spacing = None
+    if spacing is not None and spacing > 0 and np.isfinite(spacing):
+        return _to_micron(spacing, unit)
+    return _to_micron(1.0, unit)
+
+
+def _imagej_unit_text(unit: str) -> str:
+    """A unit as ImageJ writes it in its ASCII description (``micron`` for µm, ``\\uXXXX`` escapes)."""
+    if unit == MICRON:
+        return "micron"
+    return "".join(ch if ord(ch) < 128 else f"\\u{ord(ch):04X}" for ch in unit)
+
+
+def write_calibrated_tiff(path: str | os.PathLike[str], array: np.ndarray,
+                          pixel_size: tuple[float, str] | None) -> None:
+    """Atomically write a 2-D array as an ImageJ-compatible TIFF carrying ``pixel_size`` (if known).
+
+    No date or software tags, so the same array and pixel size always give byte-identical files.
+    """
+    array = np.ascontiguousarray(array)
+    if array.ndim != 2:
+        raise DataError(f"'{path}': expected a 2-D image to write, got shape {array.shape}")
+    kwargs: dict[str, object] = {"metadata": {}}
+    if pixel_size is not None:
+        size, unit = float(pixel_size[0]), str(pixel_size[1])
+        if not (size > 0 and np.isfinite(size)):
+            raise DataError(f"'{path}': pixel size {size!r} is invalid; it must be a positive number")
+        kwargs = {"resolution": (1.0 / size, 1.0 / size), "metadata": {"unit": _imagej_unit_text(unit)}}
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, array, imagej=True, photometric="minisblack", software=False, datetime=None,
+                         **kwargs)
+
+
+#: The most beads a uint16 label image can number.
+MAX_LABEL = int(np.iinfo(np.uint16).max)
+
+
+def write_labels_tiff(path: str | os.PathLike[str], labels: np.ndarray, pixel_size: tuple[float, str] | None) -> None:
+    """Atomically write an instance label image (0 background, 1..N beads) as an ImageJ uint16 TIFF.
+
+    Raises DataError (writing nothing) when a label is negative or above 65535, the most a uint16 holds.
+    """
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "biu":
+        raise DataError(f"'{path}': label images must hold integers, got {labels.dtype}")
+    top = int(labels.max()) if labels.size else 0
+    if top > MAX_LABEL:
+        raise DataError(f"'{path}': {top} bead labels do not fit a 16-bit label image (at most {MAX_LABEL}): "
+                        "raise --min-area or --threshold, or split the image into smaller images")
+    if labels.size and int(labels.min()) < 0:
+        raise DataError(f"'{path}': label images cannot hold negative labels")
+    write_calibrated_tiff(path, labels.astype(np.uint16), pixel_size)

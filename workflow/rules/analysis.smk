@@ -1,6 +1,7 @@
 rule aggregate:
     input:
         metrics=expand("results/runs/{run}/metrics.json", run=RUN_IDS),
+        info=expand("results/runs/{run}/train.json", run=RUN_IDS),
         histories=expand("results/runs/{run}/history.csv", run=RUN_IDS),
         baseline="results/summary/baseline.json",
     output:
@@ -56,6 +57,7 @@ rule report:
         numbers="results/report/analysis_numbers.json",
         fingerprint="results/summary/fingerprint.json",
         baseline="results/summary/baseline.json",
+        split="data/split/split.json",
         figures=expand("results/report/figures/{name}", name=FIGURES),
     output:
         report=report(

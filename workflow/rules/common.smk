@@ -12,6 +12,7 @@ ENV = "../envs/beadseg.yaml"
 DATA_SETTINGS = asdict(CFG.data)
 SYNTH_SETTINGS = asdict(CFG.data.synthetic)
 ANALYSIS_SETTINGS = asdict(CFG.analysis)
+EVALUATION_SETTINGS = CFG.evaluation.to_dict()
 TILING_SETTINGS = asdict(CFG.tiling)
 RUN_SETTINGS = CFG.run_settings
 
@@ -19,7 +20,7 @@ RUN_SETTINGS = CFG.run_settings
 wildcard_constraints:
     run="[a-z][a-z0-9_-]*",
     size="[0-9]+",
-    split="train|val",
+    split="train|val|test",
 
 
 def train_tiles(wildcards):
@@ -30,6 +31,7 @@ def train_tiles(wildcards):
     ] + [
         f"data/tiles/t{CFG.run(wildcards.run).tile_size}/val.npz",
         "data/split/train.npz",
+        "data/split/split.json",  # the normalisation the model file records
     ]
 
 

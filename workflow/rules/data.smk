@@ -1,4 +1,4 @@
-# synth (embedded demo) -> split (by source image) -> tile (one job per tile size); after the split,
+# synth (embedded demo) -> split (train/val/test by source image) -> tile (one job per tile size); after the split,
 # fingerprint (what the data look like, steps per run, warnings) and baseline (a classical threshold).
 # Each rule's params hold exactly the settings its step reads, so Snakemake's params trigger re-runs
 # a step only when one of *its* settings changed (adding a tile size adds one tile job, re-tiles nothing).
@@ -27,6 +27,7 @@ rule split:
     output:
         train="data/split/train.npz",
         val="data/split/val.npz",
+        test="data/split/test.npz",
         manifest="data/split/split.json",
     log:
         "logs/split/split.log",
@@ -91,6 +92,7 @@ rule baseline:
     input:
         train="data/split/train.npz",
         val="data/split/val.npz",
+        test="data/split/test.npz",
     output:
         "results/summary/baseline.json",
     log:
@@ -99,5 +101,7 @@ rule baseline:
         "benchmarks/baseline/baseline.tsv"
     conda:
         ENV
+    params:
+        evaluation=EVALUATION_SETTINGS,  # scored like the runs
     shell:
         "beadseg baseline 2>&1 | tee {log}"

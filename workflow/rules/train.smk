@@ -1,4 +1,4 @@
-# One training job per run id (runs and finetune tables of params.yaml).
+# One training job and one evaluate job per run id (runs and finetune tables of params.yaml).
 #
 # Re-run triggers (Snakemake's defaults: mtime, params, input, code, software-env) are kept on purpose:
 #   params  = every setting of this run (defaults merged with its overrides): editing one run's lr
@@ -18,7 +18,7 @@ rule train:
     output:
         model="results/runs/{run}/model.pt",
         history="results/runs/{run}/history.csv",
-        metrics="results/runs/{run}/metrics.json",
+        info="results/runs/{run}/train.json",
     log:
         "logs/train/{run}.log",
     benchmark:
@@ -35,3 +35,34 @@ rule train:
         settings=run_settings,
     shell:
         "beadseg train --run {wildcards.run} --threads {threads} 2>&1 | tee {log}"
+
+
+# Scores the run's best model on the full val and test images. Its params are the evaluation settings
+# only: changing one re-runs every evaluate job (and the analysis) and no train job.
+rule evaluate:
+    input:
+        model="results/runs/{run}/model.pt",
+        history="results/runs/{run}/history.csv",
+        info="results/runs/{run}/train.json",
+        val="data/split/val.npz",
+        test="data/split/test.npz",
+        manifest="data/split/split.json",
+    output:
+        metrics="results/runs/{run}/metrics.json",
+        per_image="results/runs/{run}/per_image.csv",
+    log:
+        "logs/evaluate/{run}.log",
+    benchmark:
+        "benchmarks/evaluate/{run}.tsv"
+    retries: 1
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
+    params:
+        settings=EVALUATION_SETTINGS,
+    shell:
+        "beadseg evaluate --run {wildcards.run} --threads {threads} 2>&1 | tee {log}"
