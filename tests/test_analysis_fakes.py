@@ -1,9 +1,11 @@
 """Builders of small fake search projects for the analysis tests (no tests here).
 
-A fake project has params.yaml, data/split/val.npz (two small images of discs), per run
-results/runs/<id>/{metrics.json, history.csv, model.pt} with made-up but consistent numbers and a
-real (untrained, seeded) tiny U-Net, and results/summary/{baseline.json, fingerprint.json}, so every
-analysis step runs on it in well under a second.
+A fake project has params.yaml, data/split/{val,test}.npz (small images of discs; the test split may
+be empty) and split.json, per run results/runs/<id>/{train.json, metrics.json, history.csv, model.pt}
+with made-up but consistent numbers (train.json as ``beadseg train`` writes it, metrics.json with the
+val and test scores ``beadseg evaluate`` writes) and a real (untrained, seeded) tiny U-Net saved with
+:func:`beadseg.checkpoint.save_model_file`, and results/summary/{baseline.json, fingerprint.json}, so
+every analysis step runs on it in well under a second.
 
 A run spec with ``"degenerate": True`` gets status ``degenerate`` and the reasons and likely causes
 that :mod:`beadseg.quality` gives for its made-up numbers (full-image Jaccard, prob_std, history,
@@ -21,10 +23,12 @@ import torch
 import yaml
 
 from beadseg import paths
+from beadseg.checkpoint import Normalization, make_model, save_model_file
 from beadseg.config import Config, TrainConfig, load_config
 from beadseg.data.fingerprint import fingerprint_warnings, image_stats, object_stats, run_budget, tile_count
+from beadseg.evaluate import ap_key
 from beadseg.quality import degenerate_reasons, likely_causes, trivial_scores
-from beadseg.train import HISTORY_FIELDS, history_csv, make_model
+from beadseg.train import HISTORY_FIELDS, history_csv
 
 TRAIN_DEFAULTS = {"depth": 3, "base_channels": 4, "lr": 1e-3, "batch_size": 4, "max_epochs": 10, "patience": 4,
                   "loss": "combined", "tile_size": 32, "dropout": 0.1}
@@ -58,7 +62,11 @@ def history_rows(best: float, final: float, best_epoch: int, epochs_run: int, fl
     return rows
 
 
-OUTCOME_KEYS = {"best", "final", "best_epoch", "epochs_run", "status", "full", "degenerate", "prob_std", "flat_loss"}
+OUTCOME_KEYS = {"best", "final", "best_epoch", "epochs_run", "status", "full", "degenerate", "prob_std", "flat_loss",
+                "test", "test_f1", "merges", "splits"}
+NORMALIZATION = Normalization(1.0, 99.8)
+NO_TEST_NOTE = "data.test_fraction is 0"
+STEM_PREFIX = {"train": "t", "val": "v", "test": "x"}
 
 
 def val_masks(root: Path) -> list[np.ndarray]:
@@ -77,13 +85,39 @@ def quality_verdict(spec: dict[str, Any], tc: TrainConfig, full: float | None, r
     return "degenerate", reasons, causes
 
 
-def write_baseline(root: Path, jaccard: float, method: str = "otsu") -> dict[str, Any]:
+def fake_test_scores(jaccard: float | None, f1: float, n_test: int, thresholds: tuple[float, ...],
+                merges: int = 2, splits: int = 1) -> dict[str, Any]:
+    """The test_* keys of metrics.json / baseline.json (every score null and the counts 0 without test images)."""
+    if not n_test:
+        jaccard, f1, merges, splits = None, None, 0, 0
+    ap = {f"test_{ap_key(t)}": None if f1 is None else f1 * (1 - 0.2 * i) for i, t in enumerate(thresholds)}
+    return {"test_jaccard": jaccard, "test_dice": None if jaccard is None else 2 * jaccard / (1 + jaccard),
+            "test_bead_n_true": 6 * n_test, "test_bead_n_pred": 6 * n_test, "test_bead_count_error": 0,
+            "test_bead_count_error_rel": 0.0 if n_test else None, "test_bead_precision": f1, "test_bead_recall": f1,
+            "test_bead_f1": f1, "test_bead_mean_diameter_error_px": None if f1 is None else 0.4,
+            "test_bead_mean_matched_iou": None if f1 is None else 0.8, "test_bead_merges": merges,
+            "test_bead_splits": splits, **ap, "n_test_images": n_test}
+
+
+def fake_val_scores(jaccard: float | None, f1: float, thresholds: tuple[float, ...], merges: int = 1,
+               splits: int = 2) -> dict[str, Any]:
+    """The val keys of metrics.json / baseline.json (two validation images)."""
+    return {"full_val_jaccard": jaccard, "full_val_dice": None if jaccard is None else 2 * jaccard / (1 + jaccard),
+            "bead_n_true": 12, "bead_n_pred": 12, "bead_count_error": 0, "bead_count_error_rel": 0.0,
+            "bead_precision": f1, "bead_recall": f1, "bead_f1": f1, "bead_mean_diameter_error_px": 0.5,
+            "bead_mean_matched_iou": 0.75, "bead_merges": merges, "bead_splits": splits,
+            **{ap_key(t): f1 * (1 - 0.2 * i) for i, t in enumerate(thresholds)}, "n_val_images": 2}
+
+
+def write_baseline(root: Path, jaccard: float, method: str = "otsu", test_jaccard: float | None = None,
+                   n_test: int = 2, thresholds: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)) -> dict[str, Any]:
     """results/summary/baseline.json with the trivial scores of the fake validation masks."""
     trivial = trivial_scores(val_masks(root))
-    baseline = {"method": method, "chosen_on": "train", "n_train_images": 2, "full_val_jaccard": jaccard,
-                "full_val_dice": 2 * jaccard / (1 + jaccard), "bead_f1": 0.7, "bead_precision": 0.7,
-                "bead_recall": 0.7, "train_jaccard_by_method": {method: jaccard + 0.01},
-                "val_jaccard_by_method": {method: jaccard}, **trivial}
+    test_jaccard = jaccard - 0.02 if test_jaccard is None else test_jaccard
+    baseline = {"method": method, "chosen_on": "train", "n_train_images": 2,
+                **fake_val_scores(jaccard, 0.7, thresholds), **fake_test_scores(test_jaccard, 0.65, n_test, thresholds),
+                "train_jaccard_by_method": {method: jaccard + 0.01}, "val_jaccard_by_method": {method: jaccard},
+                **trivial}
     target = root / paths.baseline_file()
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(baseline))
@@ -91,26 +125,33 @@ def write_baseline(root: Path, jaccard: float, method: str = "otsu") -> dict[str
 
 
 def _split_stats(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
-    pooled = object_stats(np.hstack([m for _, m in pairs]), instance=False)
+    masks = [m for _, m in pairs] or [np.zeros((1, 1), np.uint8)]  # an empty split: no pixels, no beads
+    pooled = object_stats(np.hstack(masks), instance=False)
     return {"n_images": len(pairs), **pooled}
 
 
-def write_fingerprint(root: Path, cfg: Config, image_size: int) -> dict[str, Any]:
-    """results/summary/fingerprint.json built with the real fingerprint helpers from fake train/val images."""
+def fake_test_images(image_size: int, n_test: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [disc_image(image_size, 20 + i) for i in range(n_test)]
+
+
+def write_fingerprint(root: Path, cfg: Config, image_size: int, n_test: int = 2,
+                      instance: bool = False) -> dict[str, Any]:
+    """results/summary/fingerprint.json built with the real fingerprint helpers from fake train/val/test images."""
     splits = {"train": [disc_image(image_size, 10 + i) for i in range(2)],
-              "val": [disc_image(image_size, i) for i in range(2)]}
-    images = {f"{split[0]}{i}": {"split": split, "shape": list(img.shape), "intensity": image_stats(img),
-                                 "mask_dtype": str(mask.dtype), "instance_labels": False,
-                                 "objects": object_stats(mask, instance=False)}
+              "val": [disc_image(image_size, i) for i in range(2)], "test": fake_test_images(image_size, n_test)}
+    images = {f"{STEM_PREFIX[split]}{i}": {"split": split, "shape": list(img.shape), "intensity": image_stats(img),
+                                           "mask_dtype": str(mask.dtype), "instance_labels": instance,
+                                           "objects": object_stats(mask, instance=False)}
               for split, pairs in splits.items() for i, (img, mask) in enumerate(pairs)}
     tiles = {str(size): {split: sum(tile_count(img.shape, size, cfg.tiling.stride(size), cfg.tiling.small_images)
-                                    for img, _ in pairs) for split, pairs in splits.items()}
+                                    for img, _ in pairs) for split, pairs in splits.items() if split != "test"}
              for size in cfg.tiling.sizes}
     fp: dict[str, Any] = {
         "images": images, "splits": {split: _split_stats(pairs) for split, pairs in splits.items()},
         "tiling": {"sizes": list(cfg.tiling.sizes), "stride_fraction": cfg.tiling.stride_fraction,
                    "small_images": cfg.tiling.small_images},
-        "tiles_per_size": tiles, "runs": {rid: run_budget(tc) for rid, tc in cfg.runs.items()}, "min_steps": 200}
+        "tiles_per_size": tiles, "runs": {rid: run_budget(tc) for rid, tc in cfg.runs.items()}, "min_steps": 200,
+        "test_note": None if n_test else NO_TEST_NOTE}
     fp["warnings"] = fingerprint_warnings(fp)
     target = root / paths.fingerprint_file()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -118,58 +159,89 @@ def write_fingerprint(root: Path, cfg: Config, image_size: int) -> dict[str, Any
     return fp
 
 
+def write_splits(root: Path, image_size: int, n_test: int, mask_kind: str) -> None:
+    """data/split/{val,test}.npz and split.json (train images are never read by the analysis)."""
+    split_dir = root / paths.SPLIT_DIR
+    split_dir.mkdir(parents=True, exist_ok=True)
+    pairs = {"val": [disc_image(image_size, i) for i in range(2)], "test": fake_test_images(image_size, n_test)}
+    stems = {split: [f"{STEM_PREFIX[split]}{i}" for i in range(n)] for split, n in
+             (("train", 2), ("val", 2), ("test", n_test))}
+    for split, items in pairs.items():
+        arrays = {}
+        for stem, (img, mask) in zip(stems[split], items):
+            arrays[f"img__{stem}"], arrays[f"mask__{stem}"] = img, mask
+        np.savez(root / paths.split_file(split), **arrays)
+    images = {stem: {"split": split, "shape": [image_size, image_size], "mask_kind": mask_kind}
+              for split, names in stems.items() for stem in names}
+    manifest = {"splits": stems, "images": images, "val_fraction": 0.4, "test_fraction": 0.3 if n_test else 0.0,
+                "seed": 0, "test_note": None if n_test else NO_TEST_NOTE, "mask_kind": mask_kind,
+                "normalization": NORMALIZATION.to_dict()}
+    (root / paths.split_manifest()).write_text(json.dumps(manifest))
+
+
+def fake_run(root: Path, rid: str, spec: dict[str, Any], tc: TrainConfig, masks: list[np.ndarray], n_test: int,
+             thresholds: tuple[float, ...]) -> None:
+    """train.json, history.csv, metrics.json and model.pt of one fake run."""
+    best, final = spec.get("best", 0.5), spec.get("final", spec.get("best", 0.5))
+    epochs_run = spec.get("epochs_run", tc.max_epochs)
+    best_epoch = spec.get("best_epoch", min(epochs_run, 5))
+    stop = spec.get("status", "completed" if epochs_run >= tc.max_epochs else "early_stopped")
+    rows = history_rows(best, final, best_epoch, epochs_run, flat=bool(spec.get("flat_loss")),
+                        steps_per_epoch=tc.steps_per_epoch)
+    (root / paths.run_dir(rid)).mkdir(parents=True, exist_ok=True)
+    (root / paths.history_file(rid)).write_text(history_csv(rows) if rows else ",".join(HISTORY_FIELDS) + "\n")
+    steps = tc.steps_per_epoch * epochs_run
+    info = {"run_id": rid, "stop_reason": stop, "best_val_jaccard": best, "final_val_jaccard": final,
+            "best_val_dice": 2 * best / (1 + best), "best_epoch": best_epoch, "epochs_run": epochs_run,
+            "optimizer_steps": steps, "effective_batch_size": tc.effective_batch_size, "resumed": False,
+            "device": "cpu", "device_name": "cpu", "gpu_id": None, "threads": 1, "sampler": tc.sampler,
+            "steps_per_epoch": tc.steps_per_epoch, "train_images": 2, "train_tiles": None, "val_tiles": 8,
+            "train_seconds": 1.5 * epochs_run, "wall_seconds": 1.6 * epochs_run + 1, "peak_memory_mb": None,
+            "normalization": NORMALIZATION.to_dict(), "beadseg_version": "test", "params": tc.to_dict()}
+    (root / paths.train_info_file(rid)).write_text(json.dumps(info))
+    metrics: dict[str, Any] = {"run_id": rid, "status": stop, "stop_reason": stop, "degenerate_reasons": [],
+                               "likely_causes": [], "best_val_jaccard": best, "best_epoch": best_epoch,
+                               "chosen_on": "val", "evaluation": {"iou_thresholds": list(thresholds)}}
+    if stop != "diverged" and best_epoch:  # evaluate scores nothing of a diverged run (as the real step)
+        full = spec.get("full", best * 0.95)
+        status, reasons, causes = quality_verdict(spec, tc, full, rows, steps, stop, masks)
+        f1 = 0.0 if status == "degenerate" else 0.8
+        test = spec.get("test", None if full is None else max(0.0, full - 0.03))
+        metrics.update(status=status, degenerate_reasons=reasons, likely_causes=causes,
+                       prob_std=float(spec.get("prob_std", 0.2)),
+                       **fake_val_scores(full, f1, thresholds, spec.get("merges", 1), spec.get("splits", 2)),
+                       **fake_test_scores(test, spec.get("test_f1", 0.9 * f1), n_test, thresholds,
+                                     spec.get("merges", 1) + 1, spec.get("splits", 2) - 1))
+    metrics["eval_seconds"] = 0.5
+    (root / paths.metrics_file(rid)).write_text(json.dumps(metrics))
+    torch.manual_seed(len(rid))
+    save_model_file(root / paths.model_file(rid), run_id=rid, config=tc, state_dict=make_model(tc).state_dict(),
+                    normalization=NORMALIZATION, epoch=best_epoch, best_val_jaccard=best)
+
+
 def make_project(root: Path, runs: dict[str, dict[str, Any]], sizes: tuple[int, ...] = (32, 64),
                  analysis: dict[str, Any] | None = None, image_size: int = 96, baseline: float = 0.30,
-                 train: dict[str, Any] | None = None) -> Path:
+                 train: dict[str, Any] | None = None, test_images: int = 2, baseline_test: float | None = None,
+                 mask_kind: str = "binary") -> Path:
     """``runs``: run id -> {training overrides..., and outcome keys best/final/best_epoch/epochs_run/status/full,
-    degenerate (bool), prob_std, flat_loss (bool: the training loss does not fall)}; ``baseline``: the
-    threshold baseline's full-image Jaccard; ``train``: overrides of the fake train defaults."""
+    test (test Jaccard; default full - 0.03), test_f1, merges, splits (val counts; test gets merges + 1,
+    splits - 1), degenerate (bool), prob_std, flat_loss (bool: the training loss does not fall)};
+    ``baseline`` / ``baseline_test``: the threshold baseline's full-image val / test Jaccard (test default
+    baseline - 0.02); ``train``: overrides of the fake train defaults; ``test_images``: size of the test
+    split (0: no test set, as with data.test_fraction 0); ``mask_kind``: split.json's mask kind."""
     root.mkdir(parents=True, exist_ok=True)
-    outcome_keys = OUTCOME_KEYS
-    table = {rid: {k: v for k, v in spec.items() if k not in outcome_keys} for rid, spec in runs.items()}
+    table = {rid: {k: v for k, v in spec.items() if k not in OUTCOME_KEYS} for rid, spec in runs.items()}
     params = {"tiling": {"sizes": list(sizes), "stride_fraction": 1.0}, "train": {**TRAIN_DEFAULTS, **(train or {})},
               "runs": table, "finetune": {}, "analysis": {"top_k": 5, **(analysis or {})}, "data": {}}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    split = root / paths.split_file("val")
-    split.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {}
-    for i in range(2):
-        img, mask = disc_image(image_size, i)
-        arrays[f"img__v{i}"], arrays[f"mask__v{i}"] = img, mask
-    np.savez(split, **arrays)
+    write_splits(root, image_size, test_images, mask_kind)
     cfg = load_config(root / "params.yaml")
-    write_baseline(root, baseline)
-    write_fingerprint(root, cfg, image_size)
+    thresholds = tuple(cfg.evaluation.iou_thresholds)
+    write_baseline(root, baseline, test_jaccard=baseline_test, n_test=test_images, thresholds=thresholds)
+    write_fingerprint(root, cfg, image_size, test_images, instance=mask_kind == "instance")
     masks = val_masks(root)
     for rid, spec in runs.items():
-        tc = cfg.run(rid)
-        best, final = spec.get("best", 0.5), spec.get("final", spec.get("best", 0.5))
-        epochs_run = spec.get("epochs_run", tc.max_epochs)
-        best_epoch = spec.get("best_epoch", min(epochs_run, 5))
-        stop = spec.get("status", "completed" if epochs_run >= tc.max_epochs else "early_stopped")
-        rows = history_rows(best, final, best_epoch, epochs_run, flat=bool(spec.get("flat_loss")),
-                            steps_per_epoch=tc.steps_per_epoch)
-        run_dir = root / paths.run_dir(rid)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (root / paths.history_file(rid)).write_text(history_csv(rows) if rows else ",".join(HISTORY_FIELDS) + "\n")
-        full = spec.get("full", best * 0.95)
-        steps = tc.steps_per_epoch * epochs_run
-        status, reasons, causes = quality_verdict(spec, tc, full, rows, steps, stop, masks)
-        metrics = {"run_id": rid, "status": status, "stop_reason": stop, "degenerate_reasons": reasons,
-                   "likely_causes": causes, "prob_std": float(spec.get("prob_std", 0.2)), "sampler": tc.sampler,
-                   "steps_per_epoch": tc.steps_per_epoch, "train_images": 2,
-                   "best_val_jaccard": best, "final_val_jaccard": final,
-                   "best_epoch": best_epoch, "epochs_run": epochs_run, "train_seconds": 1.5 * epochs_run,
-                   "wall_seconds": 1.6 * epochs_run + 1, "device": "cpu", "device_name": "cpu",
-                   "full_val_jaccard": full, "full_val_dice": None if full is None else 2 * full / (1 + full),
-                   "bead_f1": 0.0 if status == "degenerate" else 0.8, "effective_batch_size": tc.effective_batch_size,
-                   "optimizer_steps": steps, "params": tc.to_dict()}
-        (root / paths.metrics_file(rid)).write_text(json.dumps(metrics))
-        torch.manual_seed(len(rid))
-        model = make_model(tc)
-        torch.save({"format": "beadseg-model", "version": 1, "run_id": rid, "epoch": best_epoch,
-                    "config": tc.to_dict(), "state_dict": model.state_dict(), "best_val_jaccard": best},
-                   root / paths.model_file(rid))
+        fake_run(root, rid, spec, cfg.run(rid), masks, test_images, thresholds)
     return root
 
 

@@ -26,9 +26,11 @@ from skimage.segmentation import find_boundaries
 
 from beadseg import paths
 from beadseg.analysis import stats
+from beadseg.checkpoint import load_model_file
 from beadseg.config import Config, TrainConfig
 from beadseg.data.prepare import load_split
 from beadseg.data.tiling import extract_tiles
+from beadseg.errors import DataError
 from beadseg.losses import combined_loss, focal_loss, focal_modulation, soft_dice_loss
 
 CLASSES = ("background", "foreground_interior", "boundary")
@@ -200,8 +202,6 @@ def _ratio(a: float, b: float) -> float | None:
 
 
 def analyse_size(cfg: Config, runs: pd.DataFrame, size: int, root: Path) -> dict[str, Any]:
-    from beadseg.train import load_checkpoint, make_model
-
     tiles, masks = _val_tiles(cfg, size, root, cfg.analysis.gradient_max_tiles)
     classes = np.stack([pixel_classes(m) for m in masks]) if len(masks) else np.zeros((0, size, size), np.uint8)
     n = classes.size
@@ -220,10 +220,9 @@ def analyse_size(cfg: Config, runs: pd.DataFrame, size: int, root: Path) -> dict
         res["model_run"] = None
         res["note"] = "no model.pt of a run that is a result" if row is None else "no validation tiles"
         return res
-    ckpt = load_checkpoint(root / paths.model_file(str(row["run_id"])))
-    tc = TrainConfig.from_dict(ckpt["config"])
-    model = make_model(tc)
-    model.load_state_dict(ckpt["state_dict"])
+    model_file = load_model_file(root / paths.model_file(str(row["run_id"])))
+    tc = model_file.config
+    model = model_file.build()
     logits = _predict_logits(model, tiles, max(1, tc.batch_size))
     p = torch.sigmoid(logits).numpy()[:, 0]
     p_t = np.where(masks > 0, p, 1 - p)
@@ -247,7 +246,7 @@ def pixel_gradient_analysis(cfg: Config, runs: pd.DataFrame, root: Path) -> dict
     out: dict[str, Any] = {"sizes": sizes, "per_size": {}}
     try:
         val = load_split("val", root)
-    except Exception as exc:  # no validation data: the report says so
+    except DataError as exc:  # no validation data: the report says so
         print(f"figures: fig7 has no validation data: {exc}", file=sys.stderr)
         out["note"] = str(exc)
         return out

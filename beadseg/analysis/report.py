@@ -2,8 +2,10 @@
 
 Every number is computed here from runs.csv / histories.csv / summary.json (through
 :mod:`beadseg.analysis.stats` and :mod:`beadseg.analysis.recommend`), baseline.json and
-fingerprint.json (through :mod:`beadseg.analysis.sections`) or read from ``analysis_numbers.json``,
-which ``beadseg figures`` computes from the validation data and models.
+fingerprint.json (through :mod:`beadseg.analysis.sections`), data/split/split.json (through
+:mod:`beadseg.analysis.splits`: which images chose and which are held out) or read from
+``analysis_numbers.json``, which ``beadseg figures`` computes from the validation data and models.
+The best run is chosen on val; its test scores are shown next to the val ones, never used to rank.
 
 Only runs that are results are ranked, named best or counted in a statistic; degenerate and diverged
 runs are named with their reasons and likely causes. When no run is a result, REPORT.md says that the
@@ -21,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from beadseg import paths
-from beadseg.analysis import FIGURES, recommend, sections, stats
+from beadseg.analysis import FIGURES, recommend, sections, splits, stats
 from beadseg.analysis.aggregate import load_runs
 from beadseg.analysis.figures import numbers_file
 from beadseg.analysis.inputs import load_baseline, load_fingerprint
@@ -277,18 +279,20 @@ def _fig7_sentence(per: dict[str, Any]) -> str:
 def _intro(cfg: Config) -> list[str]:
     return [f"# {cfg.analysis.title}", "",
             "All numbers below are computed by `beadseg report` from results/summary/runs.csv, histories.csv, "
-            "baseline.json, fingerprint.json and results/report/analysis_numbers.json (validation data and "
-            "models); nothing is typed by hand.", ""]
+            "baseline.json, fingerprint.json, data/split/split.json and results/report/analysis_numbers.json "
+            "(validation data and models); nothing is typed by hand. Each score says its split: *val* chose, "
+            "*test* is held out.", ""]
 
 
-def best_lines(runs: pd.DataFrame, cfg: Config) -> list[str]:
-    """The best result and its configuration (``runs``: results only, best first)."""
+def best_lines(runs: pd.DataFrame, cfg: Config, test: bool = False) -> list[str]:
+    """The best result, its val and test scores and its configuration (``runs``: results only, best first)."""
     best, axes = runs.iloc[0], stats.varied_axes(runs)
     L = [f"{len(runs)} run(s) are results. Best run: **{best['run_id']}** ({_describe(best, axes)}), best val "
          f"Jaccard **{fmt(best['best_val_jaccard'])}** at epoch {int(best['best_epoch'])} of "
          f"{int(best['epochs_run'])} run ({best['status']}); final val Jaccard {fmt(best['final_val_jaccard'])} "
          f"(drop {pct(best['overfit_drop'])}); full-image val Jaccard {fmt(best.get('full_val_jaccard'))}, "
          f"full-image Dice {fmt(best.get('full_val_dice'))}, bead F1 {fmt(best.get('bead_f1'))}.", ""]
+    L += splits.best_score_lines(runs, test)
     L += ["Best configuration (all settings of the best run that differ from the train defaults, plus the searched "
           "axes):", "", "```"]
     defaults = cfg.train_defaults.to_dict()
@@ -305,16 +309,18 @@ def best_lines(runs: pd.DataFrame, cfg: Config) -> list[str]:
     return L
 
 
-def executive_summary(runs: pd.DataFrame, cfg: Config, baseline: dict[str, Any],
-                      fingerprint: dict[str, Any]) -> list[str]:
-    L = ["## Executive summary", ""] + sections.warning_lines(fingerprint)
+def executive_summary(runs: pd.DataFrame, cfg: Config, baseline: dict[str, Any], fingerprint: dict[str, Any],
+                      manifest: dict[str, Any] | None = None) -> list[str]:
+    test = splits.has_test(runs, baseline)
+    L = ["## Executive summary", ""] + ([] if test else splits.no_test_lines(manifest or {}, fingerprint))
+    L += sections.warning_lines(fingerprint)
     if recommend.search_failed(runs):
-        return L + sections.failure_lines(runs) + sections.baseline_lines(runs, baseline)
+        return L + sections.failure_lines(runs) + sections.baseline_lines(runs, baseline, test)
     for c in caveats(runs):
         L += [f"> {c}", ""]
     L += sections.not_result_lines(runs)
-    L += best_lines(stats.valid_runs(runs), cfg)
-    return L + sections.baseline_lines(runs, baseline) + sections.optimism_lines()
+    L += best_lines(stats.valid_runs(runs), cfg, test)
+    return L + sections.baseline_lines(runs, baseline, test)
 
 
 def fig1_caption(runs: pd.DataFrame, cfg: Config, baseline: dict[str, Any]) -> str:
@@ -335,8 +341,9 @@ def fig1_caption(runs: pd.DataFrame, cfg: Config, baseline: dict[str, Any]) -> s
     data = (f"{len(flagged)} of {k} runs drop more than {pct(thr)} "
             f"({', '.join(f'{r.run_id} {pct(r.overfit_drop)}' for r in flagged.itertuples())})."
             if not flagged.empty else f"no top run drops more than {pct(thr)} from its best epoch.")
-    return (f"Best (dark) vs final (light) val Jaccard of the top {k} runs; diamonds: full-image Jaccard of the "
-            f"saved best model; red arrow/label: drop above {pct(thr)}. {lines}{left}Data: {data}")
+    return (f"Best (dark) vs final (light) val Jaccard of the top {k} runs; diamonds: full-image val Jaccard of the "
+            f"saved best model (test scores: see the validation and test table); red arrow/label: drop above "
+            f"{pct(thr)}. {lines}{left}Data: {data}")
 
 
 def section_top(runs: pd.DataFrame, cfg: Config, baseline: dict[str, Any]) -> list[str]:
@@ -456,11 +463,14 @@ def failed_body(runs: pd.DataFrame, cfg: Config, baseline: dict[str, Any], recs:
 
 
 def results_body(runs: pd.DataFrame, histories: pd.DataFrame, numbers: dict[str, Any], cfg: Config,
-                 baseline: dict[str, Any], recs: list[recommend.Recommendation], next_runs: int) -> list[str]:
+                 baseline: dict[str, Any], recs: list[recommend.Recommendation], next_runs: int,
+                 mask_kind: str | None = None) -> list[str]:
     """Every section about the runs that are results (each says which runs it left out)."""
     valid = stats.valid_runs(runs)
+    test = splits.has_test(runs, baseline)
     resolution = ["## Resolution comparison (tile size)", ""] + sections.left_out_note(runs)
-    return (section_top(runs, cfg, baseline) + section_impact(runs) + section_curves(runs, histories)
+    return (section_top(runs, cfg, baseline) + splits.split_scores_section(runs, cfg, test)
+            + splits.object_section(runs, mask_kind, test) + section_impact(runs) + section_curves(runs, histories)
             + section_loss_doc(runs, cfg) + section_math(numbers) + section_convergence(runs, cfg)
             + resolution + section_resolution(valid, numbers) + [""]
             + section_recommendations(recs, next_runs, failed=False) + section_statistics(runs, cfg))
@@ -468,14 +478,16 @@ def results_body(runs: pd.DataFrame, histories: pd.DataFrame, numbers: dict[str,
 
 def report_text(runs: pd.DataFrame, histories: pd.DataFrame, numbers: dict[str, Any], cfg: Config,
                 recs: list[recommend.Recommendation], next_runs: int, baseline: dict[str, Any] | None = None,
-                fingerprint: dict[str, Any] | None = None) -> str:
-    baseline, fingerprint = baseline or {}, fingerprint or {}
-    L = _intro(cfg) + executive_summary(runs, cfg, baseline, fingerprint)
+                fingerprint: dict[str, Any] | None = None, manifest: dict[str, Any] | None = None) -> str:
+    baseline, fingerprint, manifest = baseline or {}, fingerprint or {}, manifest or {}
+    L = _intro(cfg) + executive_summary(runs, cfg, baseline, fingerprint, manifest)
+    L += splits.which_numbers_section(runs, baseline, manifest, fingerprint)
     L += sections.data_section(fingerprint, runs)
     if recommend.search_failed(runs):
         L += failed_body(runs, cfg, baseline, recs, next_runs)
     else:
-        L += results_body(runs, histories, numbers, cfg, baseline, recs, next_runs)
+        L += results_body(runs, histories, numbers, cfg, baseline, recs, next_runs,
+                          splits.mask_kind(manifest, fingerprint))
     return "\n".join(L) + "\n"
 
 
@@ -561,9 +573,12 @@ def key_findings(runs: pd.DataFrame, numbers: dict[str, Any], baseline: dict[str
         L.append(f"- Not results (left out of every finding): "
                  f"{', '.join(f'{r.run_id} ({r.status})' for r in bad.itertuples())}.")
     best = valid.iloc[0]
-    L.append(f"- Best run {best['run_id']}: best val Jaccard {fmt(best['best_val_jaccard'])} (epoch "
-             f"{int(best['best_epoch'])}), full-image {fmt(best.get('full_val_jaccard'))}; threshold baseline "
-             f"({baseline.get('method')}) {fmt(baseline.get('full_val_jaccard'))}.")
+    test = splits.has_test(runs, baseline)
+    on_test = (f"; test (held out, the number to quote) {fmt(best.get('test_jaccard'))} vs baseline "
+               f"{fmt(baseline.get('test_jaccard'))}" if test else "; no test set, so every score is optimistic")
+    L.append(f"- Best run {best['run_id']} (chosen on val): best val Jaccard {fmt(best['best_val_jaccard'])} (epoch "
+             f"{int(best['best_epoch'])}), full-image val {fmt(best.get('full_val_jaccard'))} vs threshold baseline "
+             f"({baseline.get('method')}) {fmt(baseline.get('full_val_jaccard'))}{on_test}.")
     lt = loss_table(runs)
     L.append("- Per loss (mean best val Jaccard, n): "
              + ", ".join(f"{r.loss} {fmt(r.mean)} (n={r.n})" for r in lt.itertuples()))
@@ -605,7 +620,7 @@ def write_report(cfg: Config, root: Path = Path(".")) -> Path:
     runs = load_runs(root)
     histories = pd.read_csv(root / paths.histories_table())
     numbers = load_numbers(root)
-    baseline, fingerprint = load_baseline(root), load_fingerprint(root)
+    baseline, fingerprint, manifest = load_baseline(root), load_fingerprint(root), splits.load_manifest(root)
     recs = recommend.recommendations(runs, cfg)
     spec = recommend.next_search(runs, cfg, recs)
     table = recommend.check_next_search(spec, root)
@@ -614,6 +629,6 @@ def write_report(cfg: Config, root: Path = Path(".")) -> Path:
     write_text(rdir / NEXT_SEARCH, recommend.render_next_search(spec, recs, len(table), failed=failed))
     write_text(rdir / MATH_SUMMARY, math_text(numbers, runs))
     target = root / paths.report_file()
-    write_text(target, report_text(runs, histories, numbers, cfg, recs, len(table), baseline, fingerprint))
+    write_text(target, report_text(runs, histories, numbers, cfg, recs, len(table), baseline, fingerprint, manifest))
     write_text(rdir / COMPLETE, complete_text(root, runs, recs, numbers, baseline))
     return target

@@ -4,8 +4,8 @@ the data set.
 * :func:`warning_lines`: the fingerprint's warnings, repeated at the top of the executive summary.
 * :func:`failure_lines`: "The search failed" and why, run by run, when no run is a result.
 * :func:`not_result_lines`: the degenerate / diverged runs of a search that has results.
-* :func:`baseline_lines`: best U-Net vs the threshold baseline (and whether the search beat it).
-* :func:`optimism_lines`: the scores come from the images that also chose the epoch and the ranking.
+* :func:`baseline_lines`: best U-Net vs the threshold baseline (and whether the search beat it), on the
+  test images when there are any, else on validation (it says which).
 * :func:`data_section`: the ``## Data`` section from results/summary/fingerprint.json.
 * :func:`left_out_note`: the line every results section starts with when runs were left out.
 
@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from beadseg.analysis import stats
-from beadseg.analysis.aggregate import baseline_comparison
+from beadseg.analysis.aggregate import baseline_comparison, baseline_test_comparison
 from beadseg.analysis.text import fmt, markdown_table, missing, pct
 
 FAILED = "The search failed: no run learned to segment beads"
@@ -78,7 +78,7 @@ def left_out_note(runs: pd.DataFrame) -> list[str]:
             ""]
 
 
-# --------------------------------------------------------------------------- baseline and optimism
+# --------------------------------------------------------------------------- baseline
 
 
 def _method(baseline: Mapping[str, Any]) -> str:
@@ -92,34 +92,50 @@ def trivial_sentence(baseline: Mapping[str, Any]) -> str:
             f"(bead fraction of the validation pixels {pct(baseline.get('foreground_fraction'))}).")
 
 
-def baseline_lines(runs: pd.DataFrame, baseline: Mapping[str, Any]) -> list[str]:
-    """Best U-Net vs the threshold baseline on full-image validation Jaccard, and the verdict."""
+def _failed_baseline(baseline: Mapping[str, Any], test: bool) -> list[str]:
+    on_test = (f" and {fmt(baseline.get('test_jaccard'))} on the {_int(baseline.get('n_test_images'))} held-out test "
+               "images" if test else "")
+    return [f"Threshold baseline ({_method(baseline)}): full-image Jaccard {fmt(baseline.get('full_val_jaccard'))} on "
+            f"the same validation images{on_test}. " + trivial_sentence(baseline), ""]
+
+
+def _verdict(run_id: str, beats: bool | None, diff: float | None, split: str) -> str:
+    if beats is None:
+        return "One of the two full-image scores is missing, so whether the search beats the baseline is unknown."
+    if beats:
+        return f"The best run beats the baseline by {fmt(diff)}."
+    return (f"**The search did not beat a plain threshold:** on the {split} images the best run ({run_id}) scores "
+            f"{fmt(-diff)} less than the threshold baseline; until a run does better, the threshold is the better "
+            "segmentation.")
+
+
+def baseline_lines(runs: pd.DataFrame, baseline: Mapping[str, Any], test: bool = False) -> list[str]:
+    """Best U-Net vs the threshold baseline on full-image Jaccard and the verdict: on the test images when
+    both have a test score (``test``: the search has a test split), else on validation, which it says."""
     valid = stats.valid_runs(runs)
     if valid.empty:
-        return [f"Threshold baseline ({_method(baseline)}): full-image Jaccard "
-                f"{fmt(baseline.get('full_val_jaccard'))} on the same validation images. "
-                + trivial_sentence(baseline), ""]
+        return _failed_baseline(baseline, test)
     best = valid.iloc[0]
     best_full = None if missing(best.get("full_val_jaccard")) else float(best["full_val_jaccard"])
-    cmp = baseline_comparison(best_full, dict(baseline), failed=False)
-    line = (f"**Best U-Net vs threshold baseline: full-image Jaccard {fmt(best_full)} vs "
-            f"{fmt(cmp['baseline_full_val_jaccard'])}** ({_method(baseline)}; both on the same full validation "
-            "images). ")
-    if cmp["beats_baseline"] is None:
-        line += "One of the two full-image scores is missing, so whether the search beats the baseline is unknown."
-    elif cmp["beats_baseline"]:
-        line += f"The best run beats the baseline by {fmt(cmp['best_full_val_jaccard_minus_baseline'])}."
+    best_test = None if missing(best.get("test_jaccard")) else float(best["test_jaccard"])
+    val = baseline_comparison(best_full, dict(baseline), failed=False)
+    on_test = baseline_test_comparison(best_test, dict(baseline), False, test)
+    if on_test["beats_baseline_on_test"] is not None:
+        a, b, beats = best_test, on_test["baseline_test_jaccard"], on_test["beats_baseline_on_test"]
+        diff, split = on_test["best_test_jaccard_minus_baseline"], "test"
+        where = (f"both on the same {_int(best.get('n_test_images'))} held-out test images; on the validation "
+                 f"images {fmt(best_full)} vs {fmt(val['baseline_full_val_jaccard'])}")
     else:
-        line += (f"**The search did not beat a plain threshold:** the best run ({best['run_id']}) scores "
-                 f"{fmt(-cmp['best_full_val_jaccard_minus_baseline'])} less than the threshold baseline; "
-                 "until a run does better, the threshold is the better segmentation.")
+        a, b, beats = best_full, val["baseline_full_val_jaccard"], val["beats_baseline"]
+        diff, split = val["best_full_val_jaccard_minus_baseline"], "validation"
+        where = ("both on the same full validation images; " + ("a test score is missing, so the comparison falls "
+                 "back to validation" if test else "there is no test split, so this is measured on the images that "
+                 "chose the best run"))
+    line = (f"**Best U-Net vs threshold baseline on the {split} images: full-image Jaccard {fmt(a)} vs {fmt(b)}** "
+            f"({_method(baseline)}; {where}). " + _verdict(str(best["run_id"]), beats, diff, split))
+    if split == "test" and val["beats_baseline"] is not None and val["beats_baseline"] != beats:
+        line += " On the validation images the verdict is the opposite; the test comparison is the one to trust."
     return [line + " " + trivial_sentence(baseline), ""]
-
-
-def optimism_lines() -> list[str]:
-    return ["**These scores are optimistic.** Every score in this report is measured on the validation images, "
-            "which also chose each run's best epoch and ranked the runs (and so picked the best one); a held-out "
-            "test split, scored once at the end, will give the unbiased estimate (it comes later).", ""]
 
 
 # --------------------------------------------------------------------------- data
@@ -167,7 +183,8 @@ def split_table(fingerprint: Mapping[str, Any]) -> pd.DataFrame:
 
 def tiles_table(fingerprint: Mapping[str, Any]) -> pd.DataFrame:
     tiles = fingerprint.get("tiles_per_size", {})
-    splits = list(fingerprint.get("splits", {})) or ["train", "val"]
+    cut = {s for n in tiles.values() for s in n}  # only train and val are cut into tiles
+    splits = [s for s in fingerprint.get("splits", {}) if s in cut] or ["train", "val"]
     rows = [{"tile size (px)": size, **{f"{s} tiles": _int(n.get(s)) for s in splits}}
             for size, n in sorted(tiles.items(), key=lambda kv: int(kv[0]))]
     return pd.DataFrame(rows)

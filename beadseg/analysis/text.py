@@ -26,6 +26,11 @@ def fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
+def score(v: Any, digits: int = 4) -> str:
+    """A score always spelled as a float (runs.csv reads a column of whole numbers back as integers)."""
+    return "n/a" if missing(v) else fmt(float(v), digits)
+
+
 def pct(v: Any) -> str:
     return "n/a" if missing(v) else f"{100 * float(v):.1f} %"
 
