@@ -30,7 +30,7 @@ def test_dvc_repro_then_one_runs_lr_then_metrics_diff_then_exp_run(tmp_path: Pat
     assert sorted(status) == sorted([f"train@{changed}", "fingerprint", "aggregate"]), status  # directly affected
     model_other = (root / f"results/runs/{untouched}/model.pt").read_bytes()
     proc = wf.run(["dvc", "repro"], root, timeout=600)
-    assert ran_stages(proc.stdout) == sorted([f"train@{changed}", "fingerprint", *ANALYSIS]), proc.stdout
+    assert ran_stages(proc.stdout) == sorted([f"train@{changed}", f"evaluate@{changed}", "fingerprint", *ANALYSIS]), proc.stdout
     assert (root / f"results/runs/{untouched}/model.pt").read_bytes() == model_other
     diff = json.loads(wf.run(["dvc", "metrics", "diff", "--json"], root).stdout)
     assert f"results/runs/{changed}/metrics.json" in diff, diff
@@ -42,6 +42,7 @@ def test_dvc_repro_then_one_runs_lr_then_metrics_diff_then_exp_run(tmp_path: Pat
 
     # Experiments: -S on one run's lr re-runs that run and the analysis only.
     proc = wf.run(["dvc", "exp", "run", "-S", f"runs.{untouched}.lr=0.005"], root, timeout=600)
-    assert ran_stages(proc.stdout) == sorted([f"train@{untouched}", "fingerprint", *ANALYSIS]), proc.stdout
+    assert ran_stages(proc.stdout) == sorted([f"train@{untouched}", f"evaluate@{untouched}", "fingerprint",
+                                              *ANALYSIS]), proc.stdout
     shown = wf.run(["dvc", "exp", "show", "--json"], root).stdout
     assert "0.005" in shown and "best_val_jaccard" in shown

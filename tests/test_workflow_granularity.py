@@ -41,14 +41,15 @@ def test_one_runs_params_rerun_that_run_and_the_analysis(synced: Path, wf) -> No
     wf.set_param(synced, f"runs.{run_id}.dropout", 0.3)
     dvc, snake = both(synced, wf)
     # the fingerprint lists every run's settings and step budget, so it is redone (seconds) in both engines
-    assert snake == sorted([f"train@{run_id}", "fingerprint", *ANALYSIS])
+    assert snake == sorted([f"train@{run_id}", f"evaluate@{run_id}", "fingerprint", *ANALYSIS])
     assert dvc == sorted([f"train@{run_id}", "fingerprint", "aggregate"])  # stages whose own deps changed
 
 
 def test_a_training_default_reruns_every_run(synced: Path, wf) -> None:
     wf.set_param(synced, "train.dropout", 0.2)  # no run overrides dropout
     dvc, snake = both(synced, wf)
-    assert snake == sorted([*(f"train@{r}" for r in wf.runs), "fingerprint", *ANALYSIS])
+    assert snake == sorted([*(f"train@{r}" for r in wf.runs), *(f"evaluate@{r}" for r in wf.runs), "fingerprint",
+                            *ANALYSIS])
     assert dvc == sorted([*(f"train@{r}" for r in wf.runs), "fingerprint"])  # the analysis follows once they re-ran
 
 
