@@ -172,7 +172,9 @@ def split_table(fingerprint: Mapping[str, Any]) -> pd.DataFrame:
     """One row per split: images, sizes, pixel types, beads, diameters, foreground, touching."""
     images = list(fingerprint.get("images", {}).values())
     rows = []
-    for name, s in fingerprint.get("splits", {}).items():
+    splits = fingerprint.get("splits", {})
+    order = {"train": 0, "val": 1, "test": 2}  # JSON files keep keys sorted; the table reads in pipeline order
+    for name, s in sorted(splits.items(), key=lambda kv: order.get(kv[0], len(order))):
         mine = [img for img in images if img.get("split") == name]
         rows.append({"split": name, "images": _int(s.get("n_images")), "image sizes (px)": _shapes(mine),
                      "pixel types": _dtypes(mine), "beads": _int(s.get("count")),
