@@ -47,6 +47,7 @@ from beadseg import paths
 from beadseg.config import Config
 from beadseg.config import EvaluationConfig
 from beadseg.data.prepare import load_split, load_split_objects
+from beadseg.data.provenance import check_split
 from beadseg.errors import ConfigError, DataError
 from beadseg.evaluate import score_predictions
 from beadseg.fsutil import json_safe, write_json
@@ -224,6 +225,7 @@ def write_baseline(cfg: Config, root: Path = Path("."), progress: bool = True) -
 
     ``cfg`` is accepted like every other step's (the baseline itself has no settings).
     """
+    check_split(cfg.data, root, step="baseline")
     train = load_split("train", root)
     val = load_split("val", root)
     test = load_split("test", root)

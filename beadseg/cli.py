@@ -50,8 +50,11 @@ def cmd_split(args: argparse.Namespace) -> None:
 
 def cmd_tile(args: argparse.Namespace) -> None:
     from beadseg.data.prepare import run_tile
+    from beadseg.data.provenance import check_split
 
-    run_tile(_config(args).tiling, args.size, progress=not args.quiet)
+    cfg = _config(args)
+    check_split(cfg.data, step=f"tile t{args.size}")
+    run_tile(cfg.tiling, args.size, progress=not args.quiet)
 
 
 def cmd_fingerprint(args: argparse.Namespace) -> None:

@@ -165,10 +165,13 @@ def evaluate_run(config: Config, run_id: str, threads: int = 1, root: Path = Pat
     from beadseg.data.prepare import load_split, load_split_objects
     from beadseg.devices import amp_dtype, lease_device, set_threads
 
+    from beadseg.data.provenance import check_split
+
     config.run(run_id)  # an unknown id is a ConfigError naming the valid ones
     evaluation = config.evaluation
     t0 = time.perf_counter()
     info, history = read_train_info(run_id, root)
+    check_split(config.data, root, step=f"evaluate[{run_id}]")
     stop_reason = str(info.get("stop_reason") or "completed")
     metrics: dict[str, Any] = {
         "run_id": run_id, "status": stop_reason, "stop_reason": stop_reason, "degenerate_reasons": [],

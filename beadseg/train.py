@@ -10,6 +10,7 @@ when the run completes.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import hashlib
 import io as _io
@@ -38,6 +39,7 @@ from beadseg.checkpoint import (
 )
 from beadseg.config import Config, TrainConfig
 from beadseg.data.prepare import load_split, load_split_objects, load_tiles, split_normalization
+from beadseg.data.provenance import check_split
 from beadseg.devices import DeviceLease, amp_dtype, lease_device, set_threads
 from beadseg.errors import TrainingError
 from beadseg.fsutil import json_safe, write_json, write_text
@@ -109,10 +111,47 @@ def augment(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torch
     return x, y
 
 
+def identity(cfg: TrainConfig, data: dict[str, Any]) -> dict[str, str]:
+    """What a checkpoint was trained with, part by part (short hashes); a resume only happens when every
+    part matches, and a mismatch names the parts that differ."""
+    def short(value: Any) -> str:
+        return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+    inputs = data.get("inputs", {})
+    parts = {"settings": short(cfg.to_dict()), "version": str(CHECKPOINT_VERSION),
+             "data layout": short({k: v for k, v in data.items() if k != "inputs"})}
+    parts.update({name: short(digest) for name, digest in inputs.items()})
+    return parts
+
+
 def fingerprint(cfg: TrainConfig, data: dict[str, Any]) -> str:
-    """Identifies what a checkpoint was trained with; a resume only happens when it matches."""
-    payload = json.dumps({"config": cfg.to_dict(), "data": data, "version": CHECKPOINT_VERSION}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    """One hash of :func:`identity`."""
+    return hashlib.sha256(json.dumps(identity(cfg, data), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def input_digests(cfg: TrainConfig, root: Path) -> dict[str, str | None]:
+    """Content identity of what a run reads, cheaply: the split's record of its raw inputs (a digest of
+    every image and mask byte, made by the split), the tile manifests of the run's sizes (every tile's
+    source and offset) and the bytes of the init_from model. A resume only happens when all match."""
+    manifest = json.loads((root / paths.split_manifest()).read_text())
+    record = manifest.get("provenance") or {}
+    out: dict[str, str | None] = {"split": hashlib.sha256(json.dumps(
+        [record.get("content_digest"), record.get("settings"), manifest.get("splits")], sort_keys=True).encode()
+    ).hexdigest()}
+    for size in cfg.tile_sizes:
+        tiles = root / paths.tiles_manifest(size)
+        out[f"tiles_t{size}"] = _file_sha256(tiles) if tiles.is_file() else None
+    if cfg.init_from:
+        out["init_from"] = _file_sha256(root / paths.model_file(cfg.init_from))
+    return out
 
 
 def history_csv(rows: list[dict[str, Any]]) -> str:
@@ -212,8 +251,10 @@ class Trainer:
         self.status = "running"
         self.objects, self.objects_scores = choose_object_method(list(load_split_objects("train", root).values()))
         self.normalization = Normalization.from_dict(split_normalization(root), str(root / paths.split_manifest()))
-        self.fingerprint = fingerprint(cfg, {**self.data, "val_tiles": len(self.val_set),
-                                             "normalization": self.normalization.to_dict()})
+        data = {**self.data, "val_tiles": len(self.val_set), "normalization": self.normalization.to_dict(),
+                "inputs": input_digests(cfg, root)}
+        self.identity = identity(cfg, data)
+        self.fingerprint = fingerprint(cfg, data)
 
     def _init_from(self, other: str) -> None:
         path = self.root / paths.model_file(other)
@@ -232,6 +273,8 @@ class Trainer:
         return {
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "beadseg_version": __version__,
             "run_id": self.run_id, "epoch": len(self.history), "fingerprint": self.fingerprint,
+            "identity": self.identity,
+            "cuda_rng_state": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "config": self.cfg.to_dict(), "model_state": self.model.state_dict(),
             "optimizer_state": self.optimizer.state_dict(),
             "plateau_state": self.plateau.state_dict() if self.plateau else {},
@@ -252,21 +295,38 @@ class Trainer:
         except Exception as exc:  # a damaged checkpoint must not block the run: start over
             print(f"train[{self.run_id}]: ignoring unreadable checkpoint {path}: {exc}", file=sys.stderr)
             return False
-        if ckpt.get("fingerprint") != self.fingerprint:
-            print(f"train[{self.run_id}]: settings changed since {path} was written; starting over", file=sys.stderr)
+        if not isinstance(ckpt, dict) or ckpt.get("fingerprint") != self.fingerprint:
+            old = ckpt.get("identity") if isinstance(ckpt, dict) else None
+            changed = (sorted(k for k in set(old) | set(self.identity) if old.get(k) != self.identity.get(k))
+                       if isinstance(old, dict) else ["its format"])
+            print(f"train[{self.run_id}]: {', '.join(changed)} changed since {path} was written; starting over",
+                  file=sys.stderr)
             return False
+        fresh = copy.deepcopy(self.state())
+        try:
+            self._restore(ckpt)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # damaged content: start over, cleanly
+            self._restore(fresh)
+            print(f"train[{self.run_id}]: ignoring damaged checkpoint {path} ({type(exc).__name__}: {exc}); "
+                  "starting over", file=sys.stderr)
+            return False
+        print(f"train[{self.run_id}]: resuming after epoch {len(self.history)} from {path}", file=sys.stderr)
+        return True
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model_state"])
         self.optimizer.load_state_dict(ckpt["optimizer_state"])
         if self.plateau:
             self.plateau.load_state_dict(ckpt["plateau_state"])
-        self.scaler.load_state_dict(ckpt["scaler_state"])
+        if self.scaler.is_enabled() and ckpt.get("scaler_state"):  # a state written without fp16 has none
+            self.scaler.load_state_dict(ckpt["scaler_state"])
         self.history = list(ckpt["history"])
         self.best_jaccard, self.best_epoch = float(ckpt["best_jaccard"]), int(ckpt["best_epoch"])
         self.best_state = ckpt["best_state"] or None
         self.bad_epochs, self.optimizer_steps = int(ckpt["bad_epochs"]), int(ckpt["optimizer_steps"])
         torch.set_rng_state(ckpt["rng_state"])
-        print(f"train[{self.run_id}]: resuming after epoch {len(self.history)} from {path}", file=sys.stderr)
-        return True
+        if self.device.type == "cuda" and ckpt.get("cuda_rng_state") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng_state"], self.device)
 
     # -- one epoch
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -402,6 +462,7 @@ def _write_outputs(trainer: Trainer, info: dict[str, Any]) -> None:
 def train_run(config: Config, run_id: str, threads: int = 1, root: Path = Path("."), progress: bool = True) -> dict[str, Any]:
     """Train (or resume) one run and write its model, history and train.json. Returns train.json's content."""
     cfg = config.run(run_id)
+    check_split(config.data, root, step=f"train[{run_id}]")
     set_threads(threads)
     wall0 = time.perf_counter()
     with lease_device() as lease:

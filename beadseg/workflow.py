@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from beadseg.config import Config, load_config, validate
@@ -23,6 +24,11 @@ def validate_for_snakemake(config: Mapping[str, Any], configfiles: Sequence[str]
         on_disk = load_config("params.yaml")
     except BeadsegError as exc:
         raise WorkflowError(f"beadseg: {exc}") from None
+    if cfg.data.source == "folder":
+        for key, folder in (("data.images", cfg.data.images), ("data.masks", cfg.data.masks)):
+            if not Path(folder).is_dir():
+                raise WorkflowError(f"beadseg: {key} '{folder}' in {source} is not a folder: create it with your "
+                                    "TIFFs, or point params.yaml at the folder that holds them")
     if on_disk != cfg:
         raise WorkflowError(
             "beadseg: the config Snakemake sees differs from params.yaml (from --config or --configfile?); "

@@ -179,6 +179,49 @@ def test_checkpoint_of_other_settings_is_not_resumed(project, monkeypatch):
     assert metrics["resumed"] is False
 
 
+def _interrupt_after_first_epoch(monkeypatch, cfg, root: Path) -> None:
+    real_epoch = Trainer.train_epoch
+
+    def crash(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, "a", root=root, progress=False)
+    monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
+    assert (root / paths.checkpoint_file("a")).is_file()
+
+
+def test_rebuilt_data_with_the_same_counts_is_not_resumed(tmp_path, monkeypatch, capsys):
+    """New normalisation percentiles: same images, same tile counts, other pixels: a resume would be wrong."""
+    cfg = make_tiny_project(tmp_path, tiny_params(max_epochs=2))
+    _interrupt_after_first_epoch(monkeypatch, cfg, tmp_path)
+    params = tiny_params(max_epochs=2)
+    params["data"]["normalize_high_pct"] = 95.0
+    cfg = make_tiny_project(tmp_path, params)  # same files and counts, re-split and re-tiled
+    info = train_run(cfg, "a", root=tmp_path, progress=False)
+    assert info["resumed"] is False
+    assert "changed since" in capsys.readouterr().err
+
+
+def test_a_damaged_checkpoint_starts_fresh_with_a_message(project, monkeypatch, capsys):
+    cfg = config(max_epochs=2)
+    _interrupt_after_first_epoch(monkeypatch, cfg, project)
+    ckpt = project / paths.checkpoint_file("a")
+    state = load_checkpoint(ckpt)
+    state["model_state"] = {"nonsense": torch.zeros(1)}  # right identity, wrong content
+    torch.save(state, ckpt)
+    info = train_run(cfg, "a", root=project, progress=False)
+    assert info["resumed"] is False and info["epochs_run"] == 2
+    assert "ignoring damaged checkpoint" in capsys.readouterr().err
+    _interrupt_after_first_epoch(monkeypatch, cfg, project)
+    ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated
+    assert train_run(cfg, "a", root=project, progress=False)["resumed"] is False
+    assert "ignoring unreadable checkpoint" in capsys.readouterr().err
+
+
 def test_kill_9_mid_run_then_rerun_resumes(project, tmp_path):
     params = tiny_params(max_epochs=40, patience=40)
     (project / "params.yaml").write_text(yaml.safe_dump(params))

@@ -23,6 +23,7 @@ import numpy as np
 from beadseg import paths
 from beadseg.config import DataConfig, TilingConfig
 from beadseg.data import io
+from beadseg.data.provenance import split_record
 from beadseg.data.tiling import TileRecord, extract_tiles
 from beadseg.errors import ConfigError, DataError
 from beadseg.fsutil import atomic_path, write_json, write_text
@@ -132,7 +133,9 @@ def run_split(data: DataConfig, root: Path = Path("."), progress: bool = True) -
     if not assignment["test"]:
         test_note = ("data.test_fraction is 0" if data.test_fraction == 0 else
                      f"{len(pairs)} source images are too few for a test set (train and val need one each)")
+    files = [f for p in pairs for f in (p.image, p.mask)]
     write_json(root / paths.split_manifest(), {
+        "provenance": split_record(data, files),
         "splits": assignment, "images": info, "val_fraction": data.val_fraction,
         "test_fraction": data.test_fraction, "seed": data.split_seed, "test_note": test_note,
         "mask_kind": kinds.pop() if len(kinds) == 1 else "mixed",

@@ -1,0 +1,99 @@
+"""Every step after the split refuses data the current params.yaml does not name (beadseg.data.provenance)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from beadseg import paths
+from beadseg.config import validate
+from beadseg.data.provenance import check_split
+from beadseg.errors import DataError
+from tests.tiny_project import make_tiny_project, tiny_params
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    make_tiny_project(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    return tmp_path
+
+
+def beadseg(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "beadseg", "-q", *args], cwd=root, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def test_the_split_that_matches_params_passes(project):
+    check_split(validate(tiny_params()).data, project, step="tile")
+
+
+def test_other_data_settings_are_refused_naming_the_setting_and_the_step_to_rerun(project):
+    params = tiny_params()
+    params["data"]["val_fraction"] = 0.5
+    with pytest.raises(DataError, match=r"data.val_fraction 0.25 -> 0.5.*beadseg split"):
+        check_split(validate(params).data, project, step="tile")
+
+
+def test_a_preset_whose_folder_does_not_exist_stops_every_later_step(project):
+    """The scenario of the issue: the demo has run, then params.yaml names a folder nobody created."""
+    params = tiny_params()
+    params["data"] = {"source": "folder", "images": "data/raw/images", "masks": "data/raw/masks"}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for step in (["tile", "--size", "64"], ["train", "--run", "a", "--threads", "1"], ["evaluate", "--run", "a"],
+                 ["baseline"]):
+        out = beadseg(project, *step)
+        assert out.returncode == 2, out.stderr
+        (line,) = out.stderr.strip().splitlines()
+        assert "data.source 'synthetic' -> 'folder'" in line and "beadseg split" in line, line
+    assert not (project / paths.model_file("a")).exists()
+
+
+def test_changed_image_contents_are_refused_but_the_same_bytes_rewritten_pass(project):
+    data = validate(tiny_params()).data
+    image = sorted((project / data.images).glob("*.tif"))[0]
+    original = image.read_bytes()
+    image.write_bytes(original)  # same bytes, new mtime: what dvc checkout / pull do
+    os.utime(image, ns=(1, 1))
+    check_split(data, project, step="train[a]")
+    changed = bytearray(original)
+    changed[-1] ^= 0xFF
+    image.write_bytes(bytes(changed))
+    with pytest.raises(DataError, match="changed since the split"):
+        check_split(data, project, step="train[a]")
+
+
+def test_an_added_image_is_refused(project):
+    data = validate(tiny_params()).data
+    for folder in (data.images, data.masks):
+        first = sorted((project / folder).glob("*.tif"))[0]
+        shutil.copy2(first, first.with_name("extra.tif"))
+    with pytest.raises(DataError, match="4 pairs|8 files then, 10 now"):
+        check_split(data, project, step="tile")
+
+
+def test_a_split_from_an_older_beadseg_is_refused(project):
+    manifest = project / paths.split_manifest()
+    record = json.loads(manifest.read_text())
+    record.pop("provenance")
+    manifest.write_text(json.dumps(record))
+    with pytest.raises(DataError, match="older beadseg"):
+        check_split(validate(tiny_params()).data, project, step="tile")
+
+
+@pytest.mark.integration
+def test_snakemake_stops_at_parse_time_when_the_folder_does_not_exist(tmp_path, wf):
+    root = wf.make_project(tmp_path / "p", git=False)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["data"] = {**params["data"], "source": "folder", "images": "data/raw/images", "masks": "data/raw/masks"}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = wf.run(["snakemake", "-n", "--cores", "1"], root, check=False)
+    assert out.returncode != 0
+    assert "data.images 'data/raw/images' in params.yaml is not a folder" in out.stdout + out.stderr
