@@ -162,6 +162,14 @@ def _check_normalization(model: ModelFile, root: Path) -> None:
 def evaluate_run(config: Config, run_id: str, threads: int = 1, root: Path = Path("."),
                  progress: bool = True) -> dict[str, Any]:
     """Score run ``run_id``'s best model on the full val and test images; write metrics.json and per_image.csv."""
+    from beadseg.runlock import run_lock
+
+    config.run(run_id)  # an unknown id is a ConfigError naming the valid ones
+    with run_lock(run_id, f"beadseg evaluate --run {run_id}", root):
+        return _evaluate_run(config, run_id, threads, root, progress)
+
+
+def _evaluate_run(config: Config, run_id: str, threads: int, root: Path, progress: bool) -> dict[str, Any]:
     from beadseg.data.prepare import load_split, load_split_objects
     from beadseg.devices import amp_dtype, lease_device, set_threads
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import dataclasses
 import hashlib
 import io as _io
 import json
@@ -45,6 +46,7 @@ from beadseg.errors import TrainingError
 from beadseg.fsutil import json_safe, write_json, write_text
 from beadseg.instances import choose_object_method
 from beadseg.losses import build_loss
+from beadseg.runlock import run_lock
 from beadseg.metrics import dice_from_counts, jaccard_from_counts
 from beadseg.sampling import CropSampler, Sampler, TileSampler, choose_size
 
@@ -459,29 +461,67 @@ def _write_outputs(trainer: Trainer, info: dict[str, Any]) -> None:
     write_json(root / paths.train_info_file(run_id), info)
 
 
+def smaller_micro_batch(cfg: TrainConfig) -> TrainConfig | None:
+    """The same effective batch in smaller pieces: the largest divisor of batch_size up to half of it, with
+    accumulation_steps raised to match (4 x 1 -> 2 x 2, 6 x 1 -> 3 x 2, 3 x 1 -> 1 x 3); None at batch 1."""
+    if cfg.batch_size < 2:
+        return None
+    smaller = max(d for d in range(1, cfg.batch_size // 2 + 1) if cfg.batch_size % d == 0)
+    return dataclasses.replace(cfg, batch_size=smaller,
+                               accumulation_steps=cfg.accumulation_steps * cfg.batch_size // smaller)
+
+
+def _fit(run_id: str, cfg: TrainConfig, lease: DeviceLease, root: Path, progress: bool,
+         threads: int) -> tuple[Trainer, bool, TrainConfig, list[dict[str, int]]]:
+    """Build, resume and fit the run; on CUDA out-of-memory start over with half the micro-batch and twice
+    the accumulation (same effective batch) until batch 1, recording each retry."""
+    retries: list[dict[str, int]] = []
+    while True:
+        try:
+            trainer = Trainer(run_id, cfg, lease, root, progress)
+            resumed = trainer.try_resume()
+            if progress:
+                print(f"train[{run_id}]: {lease.name}, {_describe_data(trainer.data)} (val {len(trainer.val_set)} "
+                      f"tiles), {cfg.steps_per_epoch} steps/epoch x up to {cfg.max_epochs} epochs, {threads} "
+                      f"thread(s), effective batch {cfg.effective_batch_size} ({cfg.batch_size} x "
+                      f"{cfg.accumulation_steps})", file=sys.stderr)
+            trainer.fit()
+            return trainer, resumed, cfg, retries
+        except torch.cuda.OutOfMemoryError:
+            smaller = smaller_micro_batch(cfg)
+            if smaller is None:
+                raise TrainingError(
+                    f"run '{run_id}': CUDA out of memory on {lease.name} even with batch_size 1 at tile size "
+                    f"{cfg.tile_size}: use a smaller tile size, fewer base_channels or a smaller depth") from None
+            retries.append({"batch_size": cfg.batch_size, "accumulation_steps": cfg.accumulation_steps})
+            print(f"train[{run_id}]: warning: CUDA out of memory with micro-batch {cfg.batch_size}; starting over "
+                  f"with {smaller.batch_size} x {smaller.accumulation_steps} accumulation steps (same effective "
+                  f"batch {cfg.effective_batch_size})", file=sys.stderr)
+            trainer = None  # type: ignore[assignment]  # free its tensors before the next try
+            if lease.is_cuda:
+                torch.cuda.empty_cache()
+            cfg = smaller
+
+
 def train_run(config: Config, run_id: str, threads: int = 1, root: Path = Path("."), progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) one run and write its model, history and train.json. Returns train.json's content."""
-    cfg = config.run(run_id)
+    """Train (or resume) one run and write its model, history and train.json. Returns train.json's content.
+
+    Refuses while another process trains or evaluates the same run (:mod:`beadseg.runlock`)."""
+    config.run(run_id)
     check_split(config.data, root, step=f"train[{run_id}]")
+    with run_lock(run_id, f"beadseg train --run {run_id}", root):
+        return _train_run(config, run_id, threads, root, progress)
+
+
+def _train_run(config: Config, run_id: str, threads: int, root: Path, progress: bool) -> dict[str, Any]:
+    cfg = config.run(run_id)
     set_threads(threads)
     wall0 = time.perf_counter()
     with lease_device() as lease:
         if lease.is_cuda:
             torch.backends.cudnn.benchmark = True
             torch.cuda.reset_peak_memory_stats(lease.device)
-        try:
-            trainer = Trainer(run_id, cfg, lease, root, progress)
-            resumed = trainer.try_resume()
-            if progress:
-                print(f"train[{run_id}]: {lease.name}, {_describe_data(trainer.data)} (val {len(trainer.val_set)} tiles), "
-                      f"{cfg.steps_per_epoch} steps/epoch x up to {cfg.max_epochs} epochs, {threads} thread(s), "
-                      f"effective batch {cfg.effective_batch_size}", file=sys.stderr)
-            trainer.fit()
-        except torch.cuda.OutOfMemoryError:
-            raise TrainingError(
-                f"run '{run_id}': CUDA out of memory on {lease.name} with batch_size {cfg.batch_size} at tile size "
-                f"{cfg.tile_size}: lower batch_size and raise accumulation_steps (effective batch is "
-                f"{cfg.effective_batch_size}), or use a smaller tile size") from None
+        trainer, resumed, cfg, oom_retries = _fit(run_id, cfg, lease, root, progress, threads)
         history = trainer.history
         info: dict[str, Any] = {
             "run_id": run_id,
@@ -493,6 +533,9 @@ def train_run(config: Config, run_id: str, threads: int = 1, root: Path = Path("
             "epochs_run": len(history),
             "optimizer_steps": trainer.optimizer_steps,
             "effective_batch_size": cfg.effective_batch_size,
+            "micro_batch_size": cfg.batch_size,
+            "accumulation_steps": cfg.accumulation_steps,
+            "oom_retries": oom_retries,
             "resumed": resumed,
             "device": lease.device.type if not lease.fake else "cpu (fake gpu)",
             "device_name": lease.name,
@@ -510,7 +553,7 @@ def train_run(config: Config, run_id: str, threads: int = 1, root: Path = Path("
             "objects": trainer.objects,
             "objects_ap50_on_train_masks": trainer.objects_scores,
             "beadseg_version": __version__,
-            "params": cfg.to_dict(),
+            "params": config.run(run_id).to_dict(),
         }
         info = json_safe(info)
         _write_outputs(trainer, info)

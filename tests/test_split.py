@@ -94,3 +94,30 @@ def test_a_bad_file_in_any_split_leaves_no_new_output(tmp_path, broken_split):
     with pytest.raises(DataError, match=parts[broken_split][0]):
         run_split(cfg.data, root=tmp_path, progress=False)
     assert not (tmp_path / paths.SPLIT_DIR).exists() or not any((tmp_path / paths.SPLIT_DIR).iterdir())
+
+
+def test_a_tile_size_that_fails_on_val_writes_no_train_tiles(tmp_path):
+    from beadseg.config import TilingConfig
+    from beadseg.data.prepare import run_tile, save_arrays
+
+    big, small = np.zeros((128, 128), np.float16), np.zeros((32, 32), np.float16)
+    save_arrays(tmp_path / paths.split_file("train"), {"img__a": big, "mask__a": big.astype(np.uint8)})
+    save_arrays(tmp_path / paths.split_file("val"), {"img__b": small, "mask__b": small.astype(np.uint8)})
+    with pytest.raises(DataError, match="no val tiles of size 64"):
+        run_tile(TilingConfig(sizes=(64,), stride_fraction=1.0, small_images="skip"), 64, root=tmp_path, progress=False)
+    assert not (tmp_path / paths.tiles_dir(64)).exists() or not any((tmp_path / paths.tiles_dir(64)).iterdir())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_no_source_image_is_in_two_splits_nor_in_two_tile_sets(tmp_path, seed):
+    from beadseg.data.prepare import run_tile
+
+    write_folder(tmp_path, 7)
+    cfg = validate(folder_params(tmp_path, test_fraction=0.3, split_seed=seed))
+    parts = run_split(cfg.data, root=tmp_path, progress=False)
+    train, val, test = (set(parts[k]) for k in ("train", "val", "test"))
+    assert not (train & val or train & test or val & test) and len(train | val | test) == 7
+    run_tile(cfg.tiling, 32, root=tmp_path, progress=False)
+    rows = (tmp_path / paths.tiles_manifest(32)).read_text().splitlines()[1:]
+    sources = {split: {r.split(",")[1] for r in rows if r.startswith(split + ",")} for split in ("train", "val")}
+    assert sources["train"] == train and sources["val"] == val  # test images are never tiled

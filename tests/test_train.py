@@ -335,3 +335,54 @@ def test_loss_setting_selects_the_loss():
     values = {name: float(make_loss(config(loss=name).run("a"))(logits, target))
               for name in ("dice", "focal", "combined", "tversky", "bce", "dice_bce", "boundary")}
     assert len({round(v, 6) for v in values.values()}) == len(values)
+
+
+def test_out_of_memory_retries_with_half_the_micro_batch_and_the_same_effective_batch(project, monkeypatch):
+    real_fit = Trainer.fit
+    seen = []
+
+    def fit_that_runs_out_of_memory_at_batch_4(self):
+        seen.append((self.cfg.batch_size, self.cfg.accumulation_steps))
+        if self.cfg.batch_size == 4:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_fit(self)
+
+    monkeypatch.setattr(Trainer, "fit", fit_that_runs_out_of_memory_at_batch_4)
+    info = train_run(config(max_epochs=1), "a", root=project, progress=False)
+    assert seen == [(4, 1), (2, 2)]
+    assert info["oom_retries"] == [{"batch_size": 4, "accumulation_steps": 1}]
+    assert (info["micro_batch_size"], info["accumulation_steps"], info["effective_batch_size"]) == (2, 2, 4)
+    assert info["params"]["batch_size"] == 4  # the run's settings as params.yaml has them
+
+
+def test_out_of_memory_at_batch_1_is_one_clear_error(project, monkeypatch):
+    from beadseg.errors import TrainingError
+
+    def always_out_of_memory(self):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(Trainer, "fit", always_out_of_memory)
+    with pytest.raises(TrainingError, match="even with batch_size 1 at tile size 64"):
+        train_run(config(max_epochs=1, batch_size=3), "a", root=project, progress=False)
+
+
+def test_a_second_process_on_the_same_run_is_refused_naming_the_holder(project):
+    from beadseg.errors import TrainingError
+    from beadseg.runlock import lock_path
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from beadseg.runlock import run_lock\n"
+         "with run_lock('a', 'beadseg train --run a', Path(sys.argv[1])):\n"
+         "    print('held', flush=True); time.sleep(120)", str(project)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"  # the lock is taken before we try
+        with pytest.raises(TrainingError, match=rf"run 'a' is busy: beadseg train --run a \(pid {holder.pid} "):
+            train_run(config(max_epochs=1), "a", root=project, progress=False)
+        with pytest.raises(TrainingError, match="is busy"):
+            evaluate_run(config(), "a", root=project, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock_path("a", project).exists()
+    train_run(config(max_epochs=1), "a", root=project, progress=False)  # the kernel dropped the dead holder's lock

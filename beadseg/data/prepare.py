@@ -160,12 +160,16 @@ def manifest_csv(records: Sequence[TileRecord]) -> str:
 
 
 def run_tile(tiling: TilingConfig, size: int, root: Path = Path("."), progress: bool = True) -> dict[str, int]:
-    """Cut every split image into ``size`` x ``size`` tiles; write tiles + manifest. Returns counts per split."""
+    """Cut every split image into ``size`` x ``size`` tiles; write tiles + manifest. Returns counts per split.
+
+    Both splits are cut before anything is written, so a failure (e.g. no val tiles with
+    ``small_images: skip``) leaves the previous tiles untouched."""
     if size not in tiling.sizes:
         raise ConfigError(f"tile size {size} is not in tiling.sizes {list(tiling.sizes)}")
     stride = tiling.stride(size)
     all_records: list[TileRecord] = []
     counts: dict[str, int] = {}
+    outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for split in SPLITS:
         images, masks = [], []
         for stem, (image, mask) in load_split(split, root).items():
@@ -183,6 +187,8 @@ def run_tile(tiling: TilingConfig, size: int, root: Path = Path("."), progress: 
             raise DataError(f"no {split} tiles of size {size}: every {split} image is smaller than the tile; "
                             "use a smaller tile size or tiling.small_images: pad")
         counts[split] = len(stacked)
+        outputs[split] = (stacked, stacked_masks)
+    for split, (stacked, stacked_masks) in outputs.items():  # every split was cut before the first file is written
         save_arrays(root / paths.tiles_file(size, split), {"images": stacked, "masks": stacked_masks})
         if progress:
             print(f"tile: t{size} {split}: {len(stacked)} tiles (stride {stride})", file=sys.stderr)
