@@ -82,3 +82,25 @@ def test_slurm_profile_end_to_end(tmp_path: Path, wf) -> None:
         assert (root / f"results/runs/{run_id}/model.pt").is_file()
     assert "--gpus=1" in out  # training jobs were submitted asking for one GPU
     assert wf.snakemake_jobs(root) == []
+
+
+def test_a_diverged_run_passes_through_a_real_search_to_the_report(tmp_path: Path, wf) -> None:
+    import json
+
+    import pandas as pd
+
+    root = wf.make_project(tmp_path / "p", git=False)
+    bad, good = list(wf.runs)
+    wf.set_param(root, f"runs.{bad}.lr", 1.0e30)
+    for key, value in (("steps_per_epoch", 15), ("max_epochs", 4), ("patience", 4), ("base_channels", 8)):
+        wf.set_param(root, f"runs.{good}.{key}", value)  # enough steps to learn, so one run is a result
+    wf.run(["snakemake", "--cores", "2"], root, timeout=600)  # the search completes
+    metrics = json.loads((root / f"results/runs/{bad}/metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics.get("full_val_jaccard") is None
+    runs = pd.read_csv(root / "results/summary/runs.csv").set_index("run_id")
+    assert runs.loc[bad, "status"] == "diverged"
+    summary = json.loads((root / "results/summary/summary.json").read_text())
+    assert summary["best_run_id"] == good and summary["n_diverged"] == 1
+    report = (root / "results/report/REPORT.md").read_text()
+    assert bad in report and "diverged" in report
+    assert f"Best run: **{good}**" in report
