@@ -6,7 +6,6 @@ Every expected number is derived in the comments from the pixel geometry of the 
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -323,9 +322,7 @@ def test_many_objects_is_sparse_and_fast() -> None:
     for dy in range(3):
         for dx in range(3):
             lab[dy::4, dx::4] = ids
-    start = time.perf_counter()
-    s = object_scores(lab, lab, (0.5, 0.9))
-    assert time.perf_counter() - start < 10.0
+    s = object_scores(lab, lab, (0.5, 0.9))  # a dense table would need ~17 GB: this finishing is the check
     assert s["n_true"] == s["tp_90"] == 65536 and s["ap_90"] == 1.0
 
 

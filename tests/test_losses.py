@@ -302,4 +302,7 @@ def test_build_loss_out_of_range(name: str, params: dict, pattern: str) -> None:
 
 
 def test_irrelevant_out_of_range_param_is_ignored() -> None:
-    build_loss("dice", focal_gamma=-1.0)  # focal_gamma is irrelevant to dice
+    logits = torch.linspace(-3, 3, 64).reshape(1, 1, 8, 8)
+    target = (torch.arange(64).reshape(1, 1, 8, 8) % 3 == 0).float()
+    odd = build_loss("dice", focal_gamma=-1.0)  # focal_gamma is irrelevant to dice: accepted, and no effect
+    assert float(odd(logits, target)) == pytest.approx(float(build_loss("dice")(logits, target)))

@@ -31,11 +31,8 @@ def beadseg(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=300, check=False)
 
 
-def test_the_split_that_matches_params_passes(project):
-    check_split(validate(tiny_params()).data, project, step="tile")
-
-
 def test_other_data_settings_are_refused_naming_the_setting_and_the_step_to_rerun(project):
+    check_split(validate(tiny_params()).data, project, step="tile")  # the settings it was made with pass
     params = tiny_params()
     params["data"]["val_fraction"] = 0.5
     with pytest.raises(DataError, match=r"data.val_fraction 0.25 -> 0.5.*beadseg split"):
@@ -44,6 +41,10 @@ def test_other_data_settings_are_refused_naming_the_setting_and_the_step_to_reru
 
 def test_a_preset_whose_folder_does_not_exist_stops_every_later_step(project):
     """The scenario of the issue: the demo has run, then params.yaml names a folder nobody created."""
+    from beadseg.train import train_run
+
+    train_run(validate(tiny_params(max_epochs=1)), "a", root=project, progress=False)
+    model = (project / paths.model_file("a")).read_bytes()
     params = tiny_params()
     params["data"] = {"source": "folder", "images": "data/raw/images", "masks": "data/raw/masks"}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -53,7 +54,7 @@ def test_a_preset_whose_folder_does_not_exist_stops_every_later_step(project):
         assert out.returncode == 2, out.stderr
         (line,) = out.stderr.strip().splitlines()
         assert "data.source 'synthetic' -> 'folder'" in line and "beadseg split" in line, line
-    assert not (project / paths.model_file("a")).exists()
+    assert (project / paths.model_file("a")).read_bytes() == model  # nothing was overwritten
 
 
 def test_changed_image_contents_are_refused_but_the_same_bytes_rewritten_pass(project):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -73,12 +72,6 @@ def test_out_of_focus_beads_not_in_mask() -> None:
         y, x = int(round(bead.y)), int(round(bead.x))
         if 0 <= y < 256 and 0 <= x < 256:
             assert sample.mask[y, x] == 0
-
-
-def test_generation_is_fast() -> None:
-    start = time.perf_counter()
-    generate_pair(768, 0)
-    assert time.perf_counter() - start < 1.0
 
 
 def test_stale_files_removed_and_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -124,11 +123,7 @@ def test_hard_small_sizes(size: int) -> None:
     assert image.shape == labels.shape == (size, size) and labels.max() >= 1
 
 
-def test_hard_generation_is_fast() -> None:
-    generate_sample(512, 99, "hard")  # warm-up (imports, caches)
-    start = time.perf_counter()
-    generate_sample(512, 0, "hard")
-    assert time.perf_counter() - start < 1.0
+
 
 
 # ---------------------------------------------------------------- hard is harder
