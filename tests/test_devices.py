@@ -266,7 +266,7 @@ def test_jobs_seeing_the_same_card_by_uuid_lock_the_same_file(tmp_path, monkeypa
         _fake_cuda(monkeypatch, 1, UUID_B)  # another job, whose scheduler gave it only card B
         with lease_device(wait_s=0) as third:
             assert third.device.type == "cpu"  # B is taken, although it is cuda:0 for this job
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"gpu-{UUID_A}.0.lock", f"gpu-{UUID_B}.0.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"gpu-{UUID_A}.0.lock", f"gpu-{UUID_B}.0.lock"])
 
 
 def test_mig_lock_file_stays_in_the_lock_dir(tmp_path, monkeypatch):

@@ -71,10 +71,15 @@ def test_analysis_settings_rerun_only_the_analysis(synced: Path, wf) -> None:
 
 def test_editing_an_unrelated_module_retrains_nothing(synced: Path, wf) -> None:
     # The package is no dependency of any rule or stage (neither engine retrains on a code edit; see
-    # docs/workflow.md): an edited module in the project tree changes nothing.
-    module = synced / "tools/report.py"
-    module.parent.mkdir(parents=True, exist_ok=True)
-    module.write_text((wf.repo / "beadseg/analysis/report.py").read_text() + "\n# an unrelated edit\n")
+    # docs/workflow.md). The project tree holds the package, as the repository does, and the modules the
+    # train and evaluate steps run are edited: both engines still have nothing to do.
+    import shutil
+
+    shutil.copytree(wf.repo / "beadseg", synced / "beadseg", ignore=shutil.ignore_patterns("__pycache__"))
+    assert both(synced, wf) == ([], [])
+    for name in ("train.py", "evaluate.py", "analysis/report.py"):
+        module = synced / "beadseg" / name
+        module.write_text(module.read_text() + "\n# an edit that changes no result\n")
     (synced / "workflow/rules/analysis.smk").touch()  # rule files are re-read, not re-run
     dvc, snake = both(synced, wf)
     assert dvc == snake == []
