@@ -32,12 +32,18 @@ def cmd_runs(args: argparse.Namespace) -> None:
 def cmd_synth(args: argparse.Namespace) -> None:
     from beadseg.data.synth import write_dataset
 
+    from beadseg.config import DEMO_IMAGES, DEMO_MASKS
+
     cfg = _config(args).data
     s = cfg.synthetic
-    stems = write_dataset(Path(cfg.images), Path(cfg.masks), n_images=s.n_images, size=s.size, seed=s.seed,
+    # Always the demo folders: with data.source folder, data.images is the user's folder and must never be
+    # written to (DVC runs this stage whatever the source; its output is data/raw/demo).
+    stems = write_dataset(Path(DEMO_IMAGES), Path(DEMO_MASKS), n_images=s.n_images, size=s.size, seed=s.seed,
                           progress=not args.quiet, difficulty=s.difficulty, instance_labels=s.instance_labels)
     print(f"synth: wrote {len(stems)} {s.difficulty} image/mask pairs ({s.size}x{s.size}, seed {s.seed}) to "
-          f"{cfg.images} and {cfg.masks}", file=sys.stderr)
+          f"{DEMO_IMAGES} and {DEMO_MASKS}" + ("" if cfg.source == "synthetic" else
+                                               f" (the search reads {cfg.images}: data.source is folder)"),
+          file=sys.stderr)
 
 
 def cmd_split(args: argparse.Namespace) -> None:

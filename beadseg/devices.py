@@ -1,126 +1,423 @@
-"""Device choice for one training job: lease a free GPU with a per-GPU ``flock``, else use the CPU.
+"""Device choice for one training job: lease a GPU slot with a per-slot ``flock``, else MPS or the CPU.
 
 Snakemake only *counts* ``gpu`` resources (``--resources gpu=2`` lets two training jobs run at once);
-it never says which card a job should use. Each job therefore leases one card itself: it takes a
-non-blocking exclusive ``flock`` on ``<lock dir>/gpu-<physical id>.lock``. The kernel releases the lock
-when the process dies, even on ``kill -9``, so a crashed job never leaves a card "taken".
+it never says which card a job should use. Each job therefore leases a card itself: it takes a
+non-blocking exclusive ``flock`` on ``<lock dir>/gpu-<card id>.<slot>.lock``. The kernel releases the
+lock when the process dies, even on ``kill -9``, so a crashed job never leaves a card "taken".
 
-* ``CUDA_VISIBLE_DEVICES`` set by a cluster scheduler is honoured: only those cards are candidates,
-  and lock files are named by their physical ids, so jobs with different visible sets never collide.
-* When every visible card is leased, the job waits (polling) up to ``BEADSEG_GPU_WAIT`` seconds
+* **Lock folder.** By default ``<tmp>/beadseg-gpu-locks-<uid>``, private to the user (mode 0700): a
+  folder shared by accident is created with the first user's umask and locks everyone else out, and
+  anyone who can write to it can plant a symlink that a job would open and write through. A folder
+  owned by someone else, a symlink, or one that is group/world-writable without the sticky bit is
+  refused with a :class:`DeviceError`. Jobs of *different* users see each other's leases only through
+  a deliberately shared ``BEADSEG_LOCK_DIR``, which must be writable by every user of the machine and
+  sticky (mode 1777, like /tmp); lock files in it are made mode 0666 so every user can open them.
+  Lock files are opened with ``O_NOFOLLOW``: a symlink is never followed.
+* **Card ids.** ``CUDA_VISIBLE_DEVICES`` set by a cluster scheduler is honoured: only those cards are
+  candidates, and lock files are named by a stable id — the physical index for a number, the token
+  itself (sanitised for a file name) for a ``GPU-<uuid>`` or ``MIG-<...>`` id — so jobs with different
+  visible sets never collide. ``CUDA_DEVICE_ORDER`` defaults to ``PCI_BUS_ID`` (set on import, before
+  CUDA initialises) so physical indices mean what ``nvidia-smi`` and Slurm mean.
+* **Slots.** ``BEADSEG_JOBS_PER_GPU=N`` (default 1) lets one card hold N leases (small U-Nets leave a
+  big card idle). A free card is preferred to a second slot on a busy one. Use the same N for every
+  job on a machine.
+* **Waiting.** When every slot is leased, the job waits (polling) up to ``BEADSEG_GPU_WAIT`` seconds
   (default 600), then falls back to the CPU with a warning. ``BEADSEG_GPU_WAIT=0`` falls back at once.
-* ``BEADSEG_FAKE_GPUS=N`` pretends N cards exist (the job still computes on the CPU); tests use it to
-  check leasing on machines without a GPU.
-* ``BEADSEG_DEVICE=cpu`` forces the CPU.
+* **Testing.** ``BEADSEG_FAKE_GPUS=N`` pretends N cards exist (the job still computes on the CPU); tests
+  use it to check leasing on machines without a GPU.
+* **Other platforms.** Without ``fcntl`` (Windows) nothing is locked: a CUDA card is used unleased (with
+  a warning), else MPS or the CPU. Without CUDA, Apple's MPS is used when available and
+  ``BEADSEG_DEVICE`` is unset or ``mps``. ``BEADSEG_DEVICE=cpu`` always forces the CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import errno
 import os
+import re
+import stat
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from types import ModuleType
+from typing import Union
 
 import torch
+
+from beadseg.errors import BeadsegError
+
+GpuId = Union[int, str]  # physical index, or a sanitised GPU-/MIG- token from CUDA_VISIBLE_DEVICES
+
+_UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+_BUSY_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES})  # some filesystems say EACCES
+
+
+class DeviceError(BeadsegError):
+    """The GPU lock folder or a device setting cannot be used (printed as one line by the CLI)."""
 
 
 @dataclass
 class DeviceLease:
-    """The device a job computes on, and the GPU it holds (if any)."""
+    """The device a job computes on, and the GPU (and slot on it) it holds, if any."""
 
     device: torch.device
-    gpu_id: int | None  # physical id of the leased card (None on CPU)
+    gpu_id: GpuId | None  # stable id of the leased card (None when no card is held)
     name: str
     fake: bool = False
+    slot: int | None = None  # which of the card's BEADSEG_JOBS_PER_GPU slots is held
 
     @property
     def is_cuda(self) -> bool:
         return self.device.type == "cuda"
 
 
+def _pin_device_order() -> None:
+    """Number cards by PCI bus id unless the user chose otherwise.
+
+    CUDA's default order ("fastest first") can differ from nvidia-smi's and Slurm's, so a numeric
+    ``CUDA_VISIBLE_DEVICES`` would name other cards than intended. CUDA reads the variable once, when
+    it initialises, so this must run before any CUDA call: it runs on import and again on each lease.
+    """
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+
+
+_pin_device_order()
+
+
+def _fcntl() -> ModuleType | None:
+    """``fcntl`` if this platform has it (not on Windows); imported lazily so importing this module never fails."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    return fcntl
+
+
+def _euid() -> int | None:
+    """Effective user id, or None where the platform has no uids."""
+    geteuid = getattr(os, "geteuid", None)
+    return geteuid() if geteuid else None
+
+
+def _user_tag() -> str:
+    """What makes the default lock folder per-user: the uid, else a sanitised login name."""
+    uid = _euid()
+    if uid is not None:
+        return str(uid)
+    import getpass
+
+    return _UNSAFE_FILE_CHARS.sub("_", getpass.getuser())
+
+
+def _shared_lock_dir() -> str | None:
+    """``BEADSEG_LOCK_DIR`` if set: a folder deliberately shared by the users of a machine."""
+    return os.environ.get("BEADSEG_LOCK_DIR") or None
+
+
 def lock_dir() -> Path:
-    """Folder of the per-GPU lock files (machine-wide by default, since GPUs are machine-wide)."""
-    return Path(os.environ.get("BEADSEG_LOCK_DIR", Path(tempfile.gettempdir()) / "beadseg-gpu-locks"))
+    """Folder of the lock files: ``BEADSEG_LOCK_DIR``, else a per-user folder in the temp dir.
+
+    Per-user by default because a folder shared by accident is either unusable by the second user or
+    writable by everyone (planted symlinks). Sharing leases between users needs ``BEADSEG_LOCK_DIR``.
+    """
+    shared = _shared_lock_dir()
+    if shared:
+        return Path(shared)
+    return Path(tempfile.gettempdir()) / f"beadseg-gpu-locks-{_user_tag()}"
 
 
-def visible_gpu_ids() -> tuple[list[int], bool]:
-    """Physical ids of the candidate GPUs and whether they are fake (``BEADSEG_FAKE_GPUS``)."""
-    fake = os.environ.get("BEADSEG_FAKE_GPUS")
-    if fake:
-        return list(range(int(fake))), True
+def _env_number(name: str, default: float, minimum: float, kind: type = int) -> float:
+    """Read a numeric environment setting; a bad value is a one-line :class:`DeviceError`, not a traceback."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise DeviceError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number") from None
+    if value < minimum:
+        raise DeviceError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _card_id(token: str, position: int) -> GpuId:
+    """Stable lock name of one ``CUDA_VISIBLE_DEVICES`` entry.
+
+    A number is the physical index. A ``GPU-<uuid>`` / ``MIG-<...>`` token names one card (or MIG
+    instance) whatever its position, so it is its own id; characters that cannot be in a file name
+    (``/`` in old-style MIG ids) become ``_``.
+    """
+    if token.isdigit():
+        return int(token)
+    return _UNSAFE_FILE_CHARS.sub("_", token) or f"visible{position}"
+
+
+def visible_gpu_ids() -> tuple[list[GpuId], bool]:
+    """Stable ids of the candidate GPUs and whether they are fake (``BEADSEG_FAKE_GPUS``)."""
+    _pin_device_order()
+    if os.environ.get("BEADSEG_FAKE_GPUS", "").strip():
+        return list(range(int(_env_number("BEADSEG_FAKE_GPUS", 0, 0)))), True
     if not torch.cuda.is_available():
         return [], False
     count = torch.cuda.device_count()
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
-    if visible:
-        ids = []
-        for token in visible.split(",")[:count]:
-            token = token.strip()
-            ids.append(int(token) if token.isdigit() else len(ids))  # UUIDs: fall back to position
-        return ids, False
-    return list(range(count)), False
+    if not visible:
+        return list(range(count)), False
+    tokens = [token.strip() for token in visible.split(",")][:count]
+    return [_card_id(token, position) for position, token in enumerate(tokens)], False
 
 
-def _try_lock(path: Path) -> IO[str] | None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")  # noqa: SIM115 - kept open while the lease lives
+def _lock_dir_problem(info: os.stat_result, shared: bool) -> str | None:
+    """Why a lock folder is unsafe, or None.
+
+    Someone else's folder (default only) or a symlink could be redirected by its owner; a folder that
+    others can write without the sticky bit lets them delete a held lock file, after which a new job
+    locks a fresh file and two jobs share one card.
+    """
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a folder"
+    euid = _euid()
+    if not shared and euid is not None and info.st_uid != euid:
+        return f"belongs to uid {info.st_uid}, not to you (uid {euid})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
+        return "is group/world-writable without the sticky bit (others could delete held lock files)"
+    return None
+
+
+def _folder_error(folder: Path, reason: str) -> DeviceError:
+    """One line that names the folder, the reason and the way out."""
+    return DeviceError(
+        f"GPU lock folder {folder} {reason}; set BEADSEG_LOCK_DIR to a folder you can write "
+        "(shared between users: writable by all of them and sticky, mode 1777 like /tmp)")
+
+
+def _prepare_lock_dir(folder: Path, shared: bool) -> None:
+    """Create the lock folder (private: mode 0700) and refuse an unsafe one."""
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
+        if shared:
+            folder.mkdir(parents=True, exist_ok=True)
+            info = folder.stat()  # the user chose this path: a symlink to a good folder is fine
+        else:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                folder.mkdir(mode=0o700)
+            info = folder.lstat()  # never follow a symlink planted under our default name
+    except OSError as exc:
+        raise _folder_error(folder, f"cannot be created or read ({exc.strerror})") from None
+    problem = _lock_dir_problem(info, shared)
+    if problem:
+        raise _folder_error(folder, problem)
+
+
+def _open_existing(path: Path, flags: int) -> int:
+    """Open an existing lock file; read-only if another user's file is not writable (flock needs no write)."""
+    try:
+        return os.open(path, flags)
+    except PermissionError:
+        return os.open(path, flags & ~os.O_RDWR | os.O_RDONLY)
+
+
+def _open_lock_file(path: Path, shared: bool) -> int:
+    """Open (or create) a lock file without ever following a symlink.
+
+    Existing files are opened without ``O_CREAT`` because Linux's ``fs.protected_regular`` refuses
+    ``O_CREAT`` on another user's file in a sticky folder. New files in a shared folder are made
+    0666 (past the umask) so other users' jobs can open them too.
+    """
+    flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return _open_existing(path, flags)
+    except FileNotFoundError:
+        pass
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666 if shared else 0o600)
+    except FileExistsError:  # another job created it just now
+        return _open_existing(path, flags)
+    if shared:
+        os.fchmod(fd, 0o666)
+    return fd
+
+
+def _open_lock_checked(path: Path, shared: bool) -> int:
+    """:func:`_open_lock_file`, with every failure turned into one clear :class:`DeviceError`."""
+    try:
+        fd = _open_lock_file(path, shared)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DeviceError(f"GPU lock file {path} is a symbolic link; refusing to follow it "
+                              "(remove it, and check who can write to its folder)") from None
+        raise _folder_error(path.parent, f"does not let this job open {path.name} ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DeviceError(f"GPU lock file {path} is not a regular file; remove it")
+    return fd
+
+
+def _note_holder(fd: int) -> None:
+    """Write our pid into the lock file (for people debugging), only into a file with no other name."""
+    if os.fstat(fd).st_nlink != 1:  # a hard link could make us overwrite some other file
+        return
+    with contextlib.suppress(OSError):  # opened read-only, or a full disk: the lock still holds
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+
+
+def _try_lock(path: Path, shared: bool, fcntl: ModuleType) -> int | None:
+    """The locked file descriptor, or None if another job holds this slot.
+
+    ``flock`` belongs to the open file description, so every attempt opens its own descriptor:
+    two threads of one process exclude each other just as two processes do.
+    """
+    fd = _open_lock_checked(path, shared)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in _BUSY_ERRNOS:
+            return None
+        raise _folder_error(path.parent, f"does not support locking {path.name} ({exc.strerror})") from None
+    _note_holder(fd)
+    return fd
+
+
+def _release(fd: int, fcntl: ModuleType) -> None:
+    """Unlock and close; the kernel would also do it if the process died."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _lock_name(gpu_id: GpuId, slot: int) -> str:
+    return f"gpu-{gpu_id}.{slot}.lock"
+
+
+@dataclass
+class _Held:
+    fd: int
+    local_index: int
+    gpu_id: GpuId
+    slot: int
+
+
+def _try_all(folder: Path, shared: bool, ids: list[GpuId], slots: int, fcntl: ModuleType) -> _Held | None:
+    """One pass over every slot, slot-major so a free card is taken before a second slot on a busy one."""
+    for slot in range(slots):
+        for local_index, gpu_id in enumerate(ids):
+            fd = _try_lock(folder / _lock_name(gpu_id, slot), shared, fcntl)
+            if fd is not None:
+                return _Held(fd, local_index, gpu_id, slot)
+    return None
+
+
+def _acquire(ids: list[GpuId], slots: int, wait_s: float, poll_s: float, fcntl: ModuleType) -> _Held | None:
+    """Poll until a slot is free or ``wait_s`` has passed (then None: use the CPU)."""
+    folder, shared = lock_dir(), _shared_lock_dir() is not None
+    _prepare_lock_dir(folder, shared)
+    deadline = time.monotonic() + wait_s
+    what = f"{len(ids)} GPU(s)" + (f" x {slots} slots" if slots > 1 else "")
+    announced = False
+    while True:
+        held = _try_all(folder, shared, ids, slots, fcntl)
+        if held is not None:
+            return held
+        if time.monotonic() >= deadline:
+            print(f"beadseg: all {what} are leased by other jobs; falling back to the CPU "
+                  "(set BEADSEG_GPU_WAIT to wait longer)", file=sys.stderr)
+            return None
+        if not announced:
+            print(f"beadseg: all {what} are leased; waiting up to {wait_s:.0f} s for one", file=sys.stderr)
+            announced = True
+        time.sleep(poll_s)
+
+
+def _cpu() -> DeviceLease:
+    return DeviceLease(torch.device("cpu"), None, "cpu")
+
+
+def _mps_available() -> bool:
+    """Apple's GPU backend, asked defensively (older or stripped-down torch builds may lack it)."""
+    mps = getattr(torch.backends, "mps", None)
+    try:
+        return bool(mps is not None and mps.is_available())
+    except RuntimeError:
+        return False
+
+
+def _local_device(choice: str) -> DeviceLease:
+    """No CUDA card to lease: MPS when available and wanted (``BEADSEG_DEVICE`` unset or ``mps``), else the CPU."""
+    if choice in ("", "mps") and _mps_available():
+        return DeviceLease(torch.device("mps"), None, "mps")
+    if choice == "mps":
+        print("beadseg: BEADSEG_DEVICE=mps but MPS is not available; using the CPU", file=sys.stderr)
+    return _cpu()
+
+
+def _unlocked_device(ids: list[GpuId], fake: bool, choice: str) -> DeviceLease:
+    """Without ``fcntl`` (Windows) nothing can be leased.
+
+    Fake cards only exist to test leasing, so they mean the CPU; a real card is still far better than
+    the CPU, so the first visible one is used without a lease (parallel jobs would share it).
+    """
+    if fake:
+        return _local_device(choice)
+    print("beadseg: GPU leasing needs fcntl (not on this platform); using the first visible GPU without "
+          "a lease, so run one GPU job at a time", file=sys.stderr)
+    device = torch.device("cuda:0")
+    return DeviceLease(device, ids[0], torch.cuda.get_device_name(device))
+
+
+def _lease_for(held: _Held, fake: bool, slots: int) -> DeviceLease:
+    """Describe a held slot; fake cards compute on the CPU."""
+    suffix = f" (slot {held.slot + 1}/{slots})" if slots > 1 else ""
+    if fake:
+        return DeviceLease(torch.device("cpu"), held.gpu_id, f"fake-gpu-{held.gpu_id}{suffix}", True, held.slot)
+    device = torch.device(f"cuda:{held.local_index}")
+    return DeviceLease(device, held.gpu_id, torch.cuda.get_device_name(device) + suffix, False, held.slot)
+
+
+def _slots(jobs_per_gpu: int | None) -> int:
+    """Leases one card may hold: the argument, else ``BEADSEG_JOBS_PER_GPU`` (default 1)."""
+    if jobs_per_gpu is None:
+        return int(_env_number("BEADSEG_JOBS_PER_GPU", 1, 1))
+    if jobs_per_gpu < 1:
+        raise ValueError(f"jobs_per_gpu must be at least 1, not {jobs_per_gpu}")
+    return jobs_per_gpu
 
 
 @contextlib.contextmanager
-def lease_device(wait_s: float | None = None, poll_s: float = 2.0) -> Iterator[DeviceLease]:
-    """Lease one free GPU for the duration of the ``with`` block, or use the CPU."""
-    if os.environ.get("BEADSEG_DEVICE", "").lower() == "cpu":
-        yield DeviceLease(torch.device("cpu"), None, "cpu")
+def lease_device(wait_s: float | None = None, poll_s: float = 2.0, *,
+                 jobs_per_gpu: int | None = None) -> Iterator[DeviceLease]:
+    """Lease one GPU slot for the duration of the ``with`` block, or use MPS / the CPU.
+
+    Raises :class:`DeviceError` (one line, no traceback from the CLI) when the lock folder is unusable.
+    """
+    _pin_device_order()
+    choice = os.environ.get("BEADSEG_DEVICE", "").strip().lower()
+    if choice == "cpu":
+        yield _cpu()
         return
-    ids, fake = visible_gpu_ids()
-    if not ids:
-        yield DeviceLease(torch.device("cpu"), None, "cpu")
+    ids, fake = visible_gpu_ids() if choice != "mps" else ([], False)
+    fcntl = _fcntl()
+    if not ids or fcntl is None:
+        yield _unlocked_device(ids, fake, choice) if ids else _local_device(choice)
         return
-    if wait_s is None:
-        wait_s = float(os.environ.get("BEADSEG_GPU_WAIT", "600"))
-    deadline = time.monotonic() + wait_s
-    announced = False
-    while True:
-        for local_index, gpu_id in enumerate(ids):
-            handle = _try_lock(lock_dir() / f"gpu-{gpu_id}.lock")
-            if handle is None:
-                continue
-            try:
-                if fake:
-                    yield DeviceLease(torch.device("cpu"), gpu_id, f"fake-gpu-{gpu_id}", fake=True)
-                else:
-                    device = torch.device(f"cuda:{local_index}")
-                    yield DeviceLease(device, gpu_id, torch.cuda.get_device_name(device))
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-                handle.close()
-            return
-        if time.monotonic() >= deadline:
-            print(f"beadseg: all {len(ids)} GPU(s) are leased by other jobs; falling back to the CPU "
-                  "(set BEADSEG_GPU_WAIT to wait longer)", file=sys.stderr)
-            yield DeviceLease(torch.device("cpu"), None, "cpu")
-            return
-        if not announced:
-            print(f"beadseg: all {len(ids)} GPU(s) are leased; waiting up to {wait_s:.0f} s for one",
-                  file=sys.stderr)
-            announced = True
-        time.sleep(poll_s)
+    slots = _slots(jobs_per_gpu)
+    wait = wait_s if wait_s is not None else float(_env_number("BEADSEG_GPU_WAIT", 600.0, 0.0, float))
+    held = _acquire(ids, slots, wait, poll_s, fcntl)
+    if held is None:
+        yield _cpu()
+        return
+    try:
+        yield _lease_for(held, fake, slots)
+    finally:
+        _release(held.fd, fcntl)
 
 
 def set_threads(threads: int) -> None:
@@ -132,7 +429,13 @@ def set_threads(threads: int) -> None:
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 where the GPU supports it, else fp16; None on CPU (no autocast)."""
+    """Autocast dtype: bf16 on cards with native bf16 (compute capability >= 8, Ampere on), else fp16.
+
+    ``torch.cuda.is_bf16_supported()`` is not used: it says True on older cards through slow emulation,
+    and it asks the *current* device (cuda:0, creating a context there) rather than the leased card.
+    Asking about ``device`` only keeps the job off cards it does not hold. None on CPU and MPS (no autocast).
+    """
     if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    major, _minor = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16

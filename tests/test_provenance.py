@@ -98,3 +98,15 @@ def test_snakemake_stops_at_parse_time_when_the_folder_does_not_exist(tmp_path, 
     out = wf.run(["snakemake", "-n", "--cores", "1"], root, check=False)
     assert out.returncode != 0
     assert "data.images 'data/raw/images' in params.yaml is not a folder" in out.stdout + out.stderr
+
+
+def test_synth_never_writes_into_the_users_folder(tmp_path):
+    """DVC runs the synth stage whatever the source: with data.source folder it must not touch data.images."""
+    params = tiny_params()
+    params["data"] = {"source": "folder", "images": "mine/images", "masks": "mine/masks",
+                      "synthetic": {"n_images": 2, "size": 64, "seed": 1}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = beadseg(tmp_path, "synth")
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "mine").exists()
+    assert len(list((tmp_path / "data/raw/demo/images").glob("*.tif"))) == 2
