@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import platform
 import sys
 import tempfile
@@ -166,7 +167,8 @@ def epoch_overhead(depth: int, base: int, tile: int, batch: int, device: torch.d
         trainer.validate()
         sync(device)
         epoch_s = time.perf_counter() - t0
-        n_train, n_val = len(trainer.train_sets[tile]), len(trainer.val_set)
+        steps = trainer.cfg.steps_per_epoch * trainer.cfg.accumulation_steps  # micro-batches of `batch` crops
+        n_train, n_val = steps * batch, len(trainer.val_set)
         x = torch.rand(batch, 1, tile, tile, device=device).contiguous(memory_format=torch.channels_last)
         y = (torch.rand(batch, 1, tile, tile, device=device) > 0.85).float()
         model = trainer.model
@@ -179,9 +181,9 @@ def epoch_overhead(depth: int, base: int, tile: int, batch: int, device: torch.d
                 model(x)
             sync(device)
             fwd_s = (time.perf_counter() - t0) / 3
-        compute_s = step_s * n_train / batch + fwd_s * n_val / batch
+        compute_s = step_s * steps + fwd_s * math.ceil(n_val / batch)
     return {"epoch_seconds": epoch_s, "compute_seconds": compute_s,
-            "overhead_fraction": max(0.0, 1 - compute_s / epoch_s), "train_tiles": n_train, "val_tiles": n_val}
+            "overhead_fraction": max(0.0, 1 - compute_s / epoch_s), "train_crops": n_train, "val_tiles": n_val}
 
 
 def main() -> None:

@@ -22,16 +22,38 @@ make_tiny_project(root, params)
 PY
 cd "$work"
 export BEADSEG_LOCK_DIR="$work/locks"
-beadseg train --run g1 --threads 2 & p1=$!
-beadseg train --run g2 --threads 2 & p2=$!
+echo "--- two training jobs at once (one card: one leases it, the other waits or falls back)"
+BEADSEG_GPU_WAIT=0 beadseg -q train --run g1 --threads 2 & p1=$!
+BEADSEG_GPU_WAIT=0 beadseg -q train --run g2 --threads 2 & p2=$!
+wait $p1 $p2
+echo "--- the same with two slots per card (BEADSEG_JOBS_PER_GPU=2): both on the card"
+rm -rf results/runs
+BEADSEG_JOBS_PER_GPU=2 BEADSEG_GPU_WAIT=0 beadseg -q train --run g1 --threads 2 & p1=$!
+BEADSEG_JOBS_PER_GPU=2 BEADSEG_GPU_WAIT=0 beadseg -q train --run g2 --threads 2 & p2=$!
 wait $p1 $p2
 python - <<'PY'
 import json
-m = [json.load(open(f"results/runs/{r}/metrics.json")) for r in ("g1", "g2")]
+m = [json.load(open(f"results/runs/{r}/train.json")) for r in ("g1", "g2")]
 for x in m:
     print(x["run_id"], x["device"], x["device_name"], "gpu", x["gpu_id"], f"peak {x['peak_memory_mb']:.0f} MB",
-          f"jaccard {x['best_val_jaccard']:.3f}")
-ids = {x["gpu_id"] for x in m}
-assert all(x["device"] == "cuda" for x in m), "a job did not run on CUDA"
-print("distinct GPUs" if len(ids) == 2 else "same GPU (one card, or the jobs did not overlap)")
+          f"tile val jaccard {x['best_val_jaccard']:.3f}", "oom retries", x.get("oom_retries"))
+assert all(x["device"] == "cuda" for x in m), "a job did not run on CUDA with two slots per card"
 PY
+echo "--- evaluate both runs on CUDA (full val + test images), then predict a raw image"
+beadseg evaluate --run g1 --threads 2
+beadseg evaluate --run g2 --threads 2
+img=$(ls data/raw/demo/images/*.tif | head -1)
+beadseg predict --run g1 --out pred "$img"
+python - "$img" <<'PY'
+import json, sys
+import numpy as np, tifffile
+from pathlib import Path
+stem = Path(sys.argv[1]).stem
+lab = tifffile.imread(f"pred/{stem}_labels.tif")
+print("labels", lab.dtype, lab.shape, "beads", int(lab.max()))
+for r in ("g1", "g2"):
+    m = json.load(open(f"results/runs/{r}/metrics.json"))
+    print(r, m["status"], "val J", m.get("full_val_jaccard"), "test J", m.get("test_jaccard"), "AP50", m.get("ap_50"))
+assert lab.dtype == np.uint16
+PY
+echo "gpu-smoke: OK"
