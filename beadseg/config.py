@@ -26,7 +26,8 @@ from beadseg.errors import ConfigError
 
 DEMO_IMAGES = "data/raw/demo/images"
 DEMO_MASKS = "data/raw/demo/masks"
-RUN_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,79}$")
+# \Z, not $: in Python (and so in jsonschema) "$" also matches before a trailing newline, so "a\n" would pass.
+RUN_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,79}\Z")
 _EXPONENT_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
@@ -245,6 +246,13 @@ def _schema_errors(params: Mapping[str, Any]) -> list[str]:
 
     validator = jsonschema.Draft202012Validator(schema())
     messages = []
+    bad_ids: set[Any] = set()
+
+    def bad_run_id(run_id: Any) -> str:
+        bad_ids.add(run_id)
+        return (f"run id {run_id!r} is not path-safe: use lower case letters, digits, "
+                "'-' or '_', starting with a letter, at most 80 characters (no dots)")
+
     for err in sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path))):
         where = _format_path(err.absolute_path)
         if err.validator == "oneOf" and err.context:
@@ -256,14 +264,19 @@ def _schema_errors(params: Mapping[str, Any]) -> list[str]:
             allowed = sorted(err.schema.get("properties", {}))
             extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, Mapping) else []
             messages.append(f"{where}: unknown setting(s) {extra}; valid settings are {', '.join(allowed)}")
-        elif err.validator == "pattern" and "runs" in list(err.absolute_path)[:1]:
-            messages.append(f"run id {err.instance!r} is not path-safe: use lower case letters, digits, "
-                            "'-' or '_', starting with a letter, at most 80 characters (no dots)")
+        elif err.validator == "pattern" and list(err.absolute_path) in (["runs"], ["finetune"]):
+            messages.append(bad_run_id(err.instance))  # a run id (a key of the run or finetune table)
         elif err.validator == "propertyNames":
-            messages.append(f"run id {err.instance!r} is not path-safe: use lower case letters, digits, "
-                            "'-' or '_', starting with a letter, at most 80 characters (no dots)")
+            messages.append(bad_run_id(err.instance))
         else:
             messages.append(f"{where}: {err.message}")
+    # Run ids reach file paths and (through dvc.yaml's stage names) DVC's commands: match the whole id, which
+    # the schema's pattern alone does not do for a trailing newline.
+    for table in ("runs", "finetune"):
+        entries = params.get(table)
+        if isinstance(entries, Mapping):
+            messages += [bad_run_id(k) for k in entries
+                         if k not in bad_ids and not (isinstance(k, str) and RUN_ID_PATTERN.match(k))]
     return messages
 
 

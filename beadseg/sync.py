@@ -30,42 +30,132 @@ from pathlib import Path
 
 from beadseg.errors import BeadsegError
 
-_RULE = re.compile(r"^(?:local)?rule (\S+?):\s*$")
+#: Snakemake's own words when the dry run has no job (snakemake.common.NOTHING_TO_BE_DONE_MSG, Snakemake 8-9).
+NOTHING_TO_BE_DONE = "Nothing to be done (all requested files are present and up to date)."
+_JOB = re.compile(r"^(?:local)?(?:rule|checkpoint) (\S+?):\s*$")  # one job block of the dry run
 _WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
+_STATS_TITLE = re.compile(r"^Job stats:\s*$")
+_STATS_HEAD = re.compile(r"^job\s+count\s*$")
+_STATS_RULER = re.compile(r"^-+\s+-+\s*$")
+_STATS_ROW = re.compile(r"^(\S+)\s+(\d+)\s*$")
+_UNREADABLE = ("; beadseg sync stops here. Run `snakemake -n` yourself: finish any jobs it lists with `snakemake`; "
+               "if it lists none, its output format is not one beadseg reads (made for Snakemake 9, as pinned in "
+               "pyproject.toml)")
+
+
+class _Unreadable(BeadsegError):
+    pass
 
 
 def _run(cmd: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(cmd), cwd=cwd, text=True, capture_output=True, check=False)
+    try:
+        return subprocess.run(list(cmd), cwd=cwd, text=True, capture_output=True, check=False)
+    except FileNotFoundError:
+        raise BeadsegError(f"cannot run `{cmd[0]}`: no such command on PATH; activate the environment beadseg "
+                           f"and {cmd[0]} are installed in (e.g. `source .venv/bin/activate`), then sync again "
+                           "(nothing was synced)") from None
+    except OSError as exc:
+        raise BeadsegError(f"cannot run `{cmd[0]}`: {exc} (nothing was synced)") from None
 
 
 def _check(proc: subprocess.CompletedProcess[str], what: str) -> str:
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise BeadsegError(f"{what} failed (exit {proc.returncode}):\n{tail}")
+        raise BeadsegError(f"{what} failed (exit {proc.returncode}); fix that, then sync again:\n{tail}")
     return proc.stdout
 
 
-def snakemake_pending(cwd: Path = Path("."), extra: Sequence[str] = ()) -> list[str]:
-    """Jobs ``snakemake -n`` would run, as ``rule`` or ``rule[wildcards]`` strings (empty: nothing to do)."""
-    out = _check(_run(["snakemake", "--dry-run", "--cores", "1", *extra], cwd), "snakemake --dry-run")
-    if "Nothing to be done" in out:
-        return []
+def _job_stats(lines: list[str]) -> list[dict[str, int]]:
+    """Every "Job stats:" table of a dry run, as {rule: count} including 'total' (checked to add up)."""
+    tables = []
+    for i, line in enumerate(lines):
+        if not _STATS_TITLE.match(line):
+            continue
+        if i + 2 >= len(lines) or not (_STATS_HEAD.match(lines[i + 1]) and _STATS_RULER.match(lines[i + 2])):
+            raise _Unreadable("its \"Job stats:\" table has no `job count` header")
+        table: dict[str, int] = {}
+        for row in lines[i + 3:]:
+            m = _STATS_ROW.match(row)
+            if not m or m.group(1) in table:
+                raise _Unreadable(f"its \"Job stats:\" table has a row that is not `rule count`: {row.strip()!r}")
+            table[m.group(1)] = int(m.group(2))
+            if m.group(1) == "total":
+                break
+        else:
+            raise _Unreadable("its \"Job stats:\" table has no `total` row")
+        if sum(n for rule, n in table.items() if rule != "total") != table["total"] or table["total"] < 1:
+            raise _Unreadable(f"its \"Job stats:\" table does not add up: {table}")
+        tables.append(table)
+    return tables
+
+
+def _parse_dry_run(text: str) -> list[str]:
+    """The jobs of a ``snakemake --dry-run`` (every job, rule all included), or [] when Snakemake says, in so many
+    words, that nothing is to be done. Raises :class:`_Unreadable` for anything else."""
+    lines = text.splitlines()
     jobs: list[str] = []
-    for line in out.splitlines():
-        m = _RULE.match(line)
+    rules: list[str] = []
+    for line in lines:
+        m = _JOB.match(line)
         if m:
             jobs.append(m.group(1))
+            rules.append(m.group(1))
             continue
         w = _WILDCARDS.match(line)
-        if w and jobs:
+        if w and jobs and "[" not in jobs[-1]:
             jobs[-1] = f"{jobs[-1]}[{w.group(1)}]"
+    tables = _job_stats(lines)
+    nothing = any(line.strip() == NOTHING_TO_BE_DONE for line in lines)
+    if nothing:
+        if tables or jobs:
+            raise _Unreadable(f"it says \"{NOTHING_TO_BE_DONE}\" but also lists jobs")
+        return []
+    if not tables:
+        raise _Unreadable("it neither lists jobs in a \"Job stats:\" table nor says "
+                          f"\"{NOTHING_TO_BE_DONE}\"")
+    if any(t != tables[0] for t in tables[1:]):
+        raise _Unreadable("its \"Job stats:\" tables disagree")
+    counted = {rule: n for rule, n in tables[0].items() if rule != "total"}
+    parsed: dict[str, int] = {}
+    for rule in rules:
+        parsed[rule] = parsed.get(rule, 0) + 1
+    if parsed != counted:
+        raise _Unreadable(f"its \"Job stats:\" table counts {tables[0]['total']} job(s) ({counted}) but "
+                          f"{len(rules)} job block(s) were read ({parsed})")
+    return jobs
+
+
+def snakemake_pending(cwd: Path = Path("."), extra: Sequence[str] = ()) -> list[str]:
+    """Jobs ``snakemake -n`` would run, as ``rule`` or ``rule[wildcards]`` strings (rule ``all`` left out).
+
+    Empty only when Snakemake says "Nothing to be done"; jobs only when its "Job stats" table and the job blocks
+    read agree rule by rule. Any other answer raises :class:`BeadsegError`: unreadable means "do not sync"."""
+    cmd = ["snakemake", "--dry-run", "--cores", "1", "--nocolor", *extra]
+    proc = _run(cmd, cwd)
+    _check(proc, "snakemake --dry-run")
+    try:
+        jobs = _parse_dry_run(proc.stdout + "\n" + proc.stderr)
+    except _Unreadable as exc:
+        raise BeadsegError(f"could not read the answer of `snakemake --dry-run`: {exc}"
+                           + _UNREADABLE) from None
     return [j for j in jobs if j != "all"]
 
 
 def dvc_stale(cwd: Path = Path(".")) -> list[str]:
-    """Stages (and files) ``dvc status`` reports as changed (empty: data and pipelines up to date)."""
+    """Stages (and files) ``dvc status`` reports as changed (empty: data and pipelines up to date).
+
+    Empty only when ``dvc status --json`` answers a JSON object with no entry; any other answer raises
+    :class:`BeadsegError`."""
     out = _check(_run(["dvc", "status", "--json"], cwd), "dvc status")
-    status = json.loads(out or "{}")
+    try:
+        status = json.loads(out)
+    except json.JSONDecodeError:
+        status = None
+    if not isinstance(status, dict):
+        shown = out.strip()[:120] or "(nothing)"
+        raise BeadsegError(f"could not read the answer of `dvc status --json` (expected a JSON object, got "
+                           f"{shown!r}); beadseg sync stops here. Run `dvc status` yourself, bring it to \"Data and "
+                           "pipelines are up to date\", and sync again")
     return sorted(status)
 
 
