@@ -17,7 +17,6 @@ import hashlib
 import io as _io
 import json
 import math
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -171,7 +170,12 @@ load_checkpoint = load_torch  # tests and older callers
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    try:
+        import resource  # not on Windows
+    except ImportError:
+        return float("nan")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS: bytes; Linux: KiB
 
 
 # --------------------------------------------------------------------------- the run
