@@ -163,9 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # The global options are accepted after the subcommand too (`beadseg train --run a --params p.yaml`);
+    # SUPPRESS keeps a value given before the subcommand when none is given after it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--params", default=argparse.SUPPRESS, help="params file (default: params.yaml)")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress lines")
 
     def add(name: str, func, help_text: str) -> argparse.ArgumentParser:  # noqa: ANN001
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
         p.set_defaults(func=func)
         return p
 
@@ -220,8 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except BeadsegError as exc:
-        print(f"beadseg {args.command}: error: {exc}", file=sys.stderr)
+    except BeadsegError as exc:  # one line per problem (a params file may have several)
+        for line in str(exc).splitlines() or [""]:
+            print(f"beadseg {args.command}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"beadseg {args.command}: interrupted", file=sys.stderr)

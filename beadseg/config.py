@@ -241,6 +241,27 @@ def _format_path(path: Any) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
+def _flat_errors(errors: Any) -> list[Any]:
+    """Schema errors sorted by key, a run entry's ``oneOf`` (settings or null) replaced by every reason
+    the settings branch gives, so each mistake in one run is reported, not "is not valid under any"."""
+    out = []
+    for err in errors:
+        if err.validator == "oneOf" and err.context:
+            branch = [e for e in err.context if e.relative_schema_path and e.relative_schema_path[0] == 0]
+            out += branch or [min(err.context, key=lambda e: -len(e.absolute_path))]
+        else:
+            out.append(err)
+    return sorted(out, key=lambda e: list(map(str, e.absolute_path)))
+
+
+def _did_you_mean(word: Any, choices: Any) -> str:
+    """`` (did you mean 'lr'?)`` for a near miss among ``choices``, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def _schema_errors(params: Mapping[str, Any]) -> list[str]:
     import jsonschema
 
@@ -253,17 +274,19 @@ def _schema_errors(params: Mapping[str, Any]) -> list[str]:
         return (f"run id {run_id!r} is not path-safe: use lower case letters, digits, "
                 "'-' or '_', starting with a letter, at most 80 characters (no dots)")
 
-    for err in sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path))):
+    for err in _flat_errors(validator.iter_errors(params)):
         where = _format_path(err.absolute_path)
-        if err.validator == "oneOf" and err.context:
-            # A run entry: report the most specific reason instead of "is not valid under any".
-            inner = min(err.context, key=lambda e: -len(e.absolute_path))
-            err = inner
-            where = _format_path(err.absolute_path)
         if err.validator == "additionalProperties":
             allowed = sorted(err.schema.get("properties", {}))
             extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, Mapping) else []
-            messages.append(f"{where}: unknown setting(s) {extra}; valid settings are {', '.join(allowed)}")
+            for key in extra:  # one line per unknown key, the near miss first
+                prefix = f"{where}.{key}" if where != "(top level)" else str(key)
+                messages.append(f"{prefix}: unknown setting{_did_you_mean(key, allowed)}; valid settings in "
+                                f"{where} are {', '.join(allowed)}")
+        elif err.validator == "enum":
+            choices = err.validator_value
+            messages.append(f"{where}: unknown value {err.instance!r}{_did_you_mean(err.instance, choices)}; "
+                            f"valid values are {', '.join(map(str, choices))}")
         elif err.validator == "pattern" and list(err.absolute_path) in (["runs"], ["finetune"]):
             messages.append(bad_run_id(err.instance))  # a run id (a key of the run or finetune table)
         elif err.validator == "propertyNames":
@@ -309,8 +332,8 @@ def validate(params: Mapping[str, Any], source: str = "params.yaml") -> Config:
     params = normalize_numbers(params)
     _refuse_moved_settings(params, source)
     errors = _schema_errors(params)
-    if errors:
-        raise ConfigError(f"{source} is invalid: " + "; ".join(errors))
+    if errors:  # every problem of the file at once, one per line, each naming its key
+        raise ConfigError("\n".join(f"{source}: {e}" for e in errors))
 
     props = schema()["properties"]
     data_raw = {**_defaults(props["data"]), **params.get("data", {})}
@@ -356,17 +379,10 @@ def validate(params: Mapping[str, Any], source: str = "params.yaml") -> Config:
 
 
 def _check_runs(runs: Mapping[str, TrainConfig], tiling: TilingConfig, source: str) -> None:
-    from beadseg.losses import LOSSES
-    from beadseg.models import MODELS
-
+    """What the schema cannot say: settings that must agree with each other (model and loss names are schema
+    enums, so validating never imports torch)."""
     problems = []
     for run_id, cfg in runs.items():
-        if cfg.model not in MODELS:
-            problems.append(f"runs.{run_id}.model: unknown model '{cfg.model}'; valid models are "
-                            f"{', '.join(sorted(MODELS))}")
-        if cfg.loss not in LOSSES:
-            problems.append(f"runs.{run_id}.loss: unknown loss '{cfg.loss}'; valid losses are "
-                            f"{', '.join(sorted(LOSSES))}")
         for size in cfg.tile_sizes:
             if size not in tiling.sizes:
                 problems.append(f"runs.{run_id}: tile size {size} is not in tiling.sizes {list(tiling.sizes)}; "
@@ -390,7 +406,7 @@ def _check_runs(runs: Mapping[str, TrainConfig], tiling: TilingConfig, source: s
                 seen.append(nxt)
                 nxt = runs[nxt].init_from
     if problems:
-        raise ConfigError(f"{source} is invalid: " + "; ".join(problems))
+        raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
 
 
 def read_params(path: str | Path) -> dict[str, Any]:

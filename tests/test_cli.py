@@ -31,7 +31,8 @@ def test_bad_params_is_one_clear_line_and_exit_2(tmp_path):
     write_params(tmp_path, params)
     out = beadseg(tmp_path, "validate")
     assert out.returncode == 2
-    assert out.stderr.count("\n") == 1 and "valid losses are" in out.stderr and "Traceback" not in out.stderr
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert "runs.a.loss: unknown value 'dicee' (did you mean 'dice'?); valid values are" in out.stderr
 
 
 def test_missing_params_file(tmp_path):
@@ -102,3 +103,14 @@ def test_grid_presets_expand(preset):
     root = Path(__file__).resolve().parents[1]
     table = expand_grid(yaml.safe_load((root / "presets" / preset).read_text()))
     assert len(table) >= 10
+
+
+def test_global_options_work_after_the_subcommand_too(tmp_path):
+    from beadseg.cli import build_parser
+
+    parser = build_parser()
+    after = parser.parse_args(["train", "--run", "a", "--params", "p.yaml", "-q"])
+    before = parser.parse_args(["--params", "p.yaml", "-q", "train", "--run", "a"])
+    neither = parser.parse_args(["train", "--run", "a"])
+    assert (after.params, after.quiet) == (before.params, before.quiet) == ("p.yaml", True)
+    assert (neither.params, neither.quiet) == ("params.yaml", False)

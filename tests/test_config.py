@@ -51,8 +51,8 @@ def test_normalize_numbers_leaves_other_strings_alone():
     ("mutate", "needle"),
     [
         (lambda p: p["runs"]["a"].update(lrr=1), "lrr"),
-        (lambda p: p["runs"]["a"].update(loss="dicee"), "valid losses are"),
-        (lambda p: p["runs"]["a"].update(model="unett"), "valid models are"),
+        (lambda p: p["runs"]["a"].update(loss="dicee"), "runs.a.loss: unknown value 'dicee' (did you mean 'dice'?)"),
+        (lambda p: p["runs"]["a"].update(model="unett"), "runs.a.model: unknown value 'unett' (did you mean 'unet'?)"),
         (lambda p: p["runs"]["a"].update(lr="fast"), "runs.a.lr"),
         (lambda p: p["runs"]["a"].update(tile_size=384), "not in tiling.sizes"),
         (lambda p: p["finetune"].update(c={"init_from": "zzz"}), "init_from"),
@@ -134,3 +134,40 @@ def test_evaluation_settings_are_their_own_section_and_not_training_settings():
     assert cfg.evaluation.iou_thresholds == (0.5, 0.9)  # sorted: F1 is reported at the lowest
     assert "eval_overlap" not in cfg.run("a").to_dict() and "overlap" not in cfg.run("a").to_dict()
     assert validate(minimal()).run("a") == cfg.run("a")  # scoring settings never touch a run's settings
+
+
+def test_three_mistakes_give_three_lines_each_naming_the_key_and_the_fix(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "params.yaml"
+    bad.write_text("data: {source: synthetic}\ntrain: {lrr: 0.001}\nruns:\n  a: {loss: dicee, lr: fast}\nfinetune: {}\n")
+    out = subprocess.run([sys.executable, "-m", "beadseg", "--params", str(bad), "validate"], capture_output=True,
+                         text=True, check=False)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 3, out.stderr
+    joined = "\n".join(lines)
+    for needle in ("runs.a.loss: unknown value 'dicee' (did you mean 'dice'?)", "runs.a.lr: 'fast' is not of type",
+                   "train.lrr: unknown setting (did you mean 'lr'?)"):
+        assert needle in joined, joined
+
+
+def test_validating_params_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom beadseg.cli import main\nrc = main(['--params', sys.argv[1], 'validate'])\n"
+            "assert 'torch' not in sys.modules, 'validate imported torch'\nsys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "params.yaml")], capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+
+
+def test_schema_enums_name_exactly_the_registered_losses_and_models():
+    from beadseg.config import schema
+    from beadseg.losses import LOSSES
+    from beadseg.models import MODELS
+
+    train = schema()["$defs"]["train"]["properties"]
+    assert sorted(train["loss"]["enum"]) == sorted(LOSSES)
+    assert sorted(train["model"]["enum"]) == sorted(MODELS)
