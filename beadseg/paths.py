@@ -90,3 +90,25 @@ def histories_table() -> Path:
 
 def report_file() -> Path:
     return REPORT_DIR / "REPORT.md"
+
+
+def math_summary_file() -> Path:
+    return REPORT_DIR / "MATHEMATICAL_ANALYSIS_SUMMARY.md"
+
+
+def complete_file() -> Path:
+    return REPORT_DIR / "ANALYSIS_COMPLETE.md"
+
+
+def next_search_file() -> Path:
+    """The proposed next search, a grid file for ``beadseg plan``."""
+    return REPORT_DIR / "next_search.yaml"
+
+
+def analysis_numbers_file() -> Path:
+    """Numbers the figures step measures (validation data and models) for the report."""
+    return REPORT_DIR / "analysis_numbers.json"
+
+
+def figure_file(name: str) -> Path:
+    return FIGURES_DIR / name

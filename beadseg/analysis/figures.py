@@ -33,7 +33,7 @@ from beadseg.fsutil import atomic_path, json_safe, write_json  # noqa: E402
 
 CLASS_LABELS = {"background": "background", "foreground_interior": "foreground interior", "boundary": "boundary"}
 CLASS_COLORS = {"background": "#9e9e9e", "foreground_interior": "#1f77b4", "boundary": "#d62728"}
-NUMBERS_FILE = "analysis_numbers.json"
+NUMBERS_FILE = paths.analysis_numbers_file().name
 
 
 def numbers_file(root: Path = Path(".")) -> Path:

@@ -34,9 +34,9 @@ from beadseg.fsutil import write_text
 
 RANK_COLUMNS = ["rank", "run_id", "best_val_jaccard", "final_val_jaccard", "overfit_drop", "full_val_jaccard",
                 "best_epoch", "epochs_run", "status"]
-NEXT_SEARCH = "next_search.yaml"
-MATH_SUMMARY = "MATHEMATICAL_ANALYSIS_SUMMARY.md"
-COMPLETE = "ANALYSIS_COMPLETE.md"
+NEXT_SEARCH = paths.next_search_file().name
+MATH_SUMMARY = paths.math_summary_file().name
+COMPLETE = paths.complete_file().name
 
 
 def _same(v: Any, dv: Any) -> bool:
@@ -595,7 +595,7 @@ def complete_text(root: Path, runs: pd.DataFrame, recs: list[recommend.Recommend
                   baseline: dict[str, Any] | None = None) -> str:
     rdir = root / paths.REPORT_DIR
     files = [paths.report_file(), paths.REPORT_DIR / MATH_SUMMARY, paths.REPORT_DIR / NEXT_SEARCH,
-             paths.REPORT_DIR / "analysis_numbers.json", *[paths.FIGURES_DIR / f for f in FIGURES],
+             paths.analysis_numbers_file(), *[paths.FIGURES_DIR / f for f in FIGURES],
              paths.runs_table(), paths.histories_table(), paths.summary_json(), paths.baseline_file(),
              paths.fingerprint_file()]
     baseline = baseline or {}
