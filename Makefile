@@ -12,9 +12,14 @@ SNAKEMAKE := PATH="$(BIN):$$PATH" $(BIN)/snakemake
 .PHONY: install run dry-run report-html test test-fast benchmark clean-results help
 
 help:
-	@echo "make run      - install (if needed) and run the demo search under Snakemake on $(CORES) cores"
-	@echo "make test     - install (if needed) and run the test suite"
-	@echo "make install  - create $(VENV) and install beadseg with its dependencies"
+	@echo "make run           - install (if needed) and run the demo search under Snakemake on $(CORES) cores"
+	@echo "make dry-run       - what Snakemake would run (8 cores, 2 GPUs)"
+	@echo "make test          - install (if needed) and run the whole test suite"
+	@echo "make test-fast     - the tests without real snakemake / dvc runs"
+	@echo "make benchmark     - the training-step benchmark (benchmarks/train_step.py)"
+	@echo "make report-html   - Snakemake's HTML report of the last run (report.html)"
+	@echo "make clean-results - remove results/, logs/, per-rule benchmarks and Snakemake metadata"
+	@echo "make install       - create $(VENV) and install beadseg with its dependencies"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
