@@ -157,6 +157,15 @@ def cmd_predict(args: argparse.Namespace) -> None:
                   progress=not args.quiet)
 
 
+def cmd_import(args: argparse.Namespace) -> None:
+    from beadseg.data.ingest import add_folder
+
+    target = add_folder(Path(args.images), Path(args.masks), args.name, dvc=not args.no_dvc)
+    print(f"import: copied to {target}" + ("" if args.no_dvc else " and added to DVC (commit the .dvc file with git)")
+          + f". Point params.yaml at it:\n  data: {{source: folder, images: {target}/images, masks: {target}/masks}}",
+          file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="beadseg", description=__doc__)
     parser.add_argument("--version", action="version", version=f"beadseg {__version__}")
@@ -215,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of each inference tile shared with its neighbours, 0 to 0.9 (default: 0.25)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: all available cores)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE", help="2-D grayscale TIFF images (.tif/.tiff)")
+    p = add("import", cmd_import, "copy a folder of your TIFFs and masks into data/raw/NAME and dvc-add it, so "
+            "`dvc pull` brings the images a model was trained on")
+    p.add_argument("images", help="folder of 2-D TIFF images")
+    p.add_argument("--masks", required=True, help="folder of masks (same stems; may be the images folder)")
+    p.add_argument("--name", required=True, help="name of the data set: it goes to data/raw/NAME")
+    p.add_argument("--no-dvc", action="store_true", help="copy only (no `dvc add`)")
     from beadseg.sync import add_parser as add_sync_parser
 
     add_sync_parser(sub)

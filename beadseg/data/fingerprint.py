@@ -31,6 +31,7 @@ from skimage.measure import label, regionprops
 from beadseg import paths
 from beadseg.config import Config, TrainConfig
 from beadseg.data import io
+from beadseg.data.ingest import untracked_warning
 from beadseg.data.io import is_instance_labels
 from beadseg.data.prepare import IMAGE_SPLITS, SPLITS
 from beadseg.data.tiling import SMALL_IMAGE_POLICIES, tile_origins
@@ -343,6 +344,9 @@ def compute_fingerprint(cfg: Config, root: Path = Path(".")) -> dict[str, Any]:
         "solidity_threshold": SOLIDITY_THRESHOLD,
     }
     fp["warnings"] = fingerprint_warnings(fp)
+    untracked = untracked_warning(cfg.data, root)
+    if untracked:
+        fp["warnings"].append(untracked)
     return fp
 
 
