@@ -46,7 +46,7 @@ from skimage.measure import label
 from beadseg import paths
 from beadseg.config import Config
 from beadseg.config import EvaluationConfig
-from beadseg.data.prepare import load_split, load_split_objects
+from beadseg.data.prepare import load_split, load_split_objects, manifest_entry
 from beadseg.data.provenance import check_split
 from beadseg.errors import ConfigError, DataError
 from beadseg.evaluate import score_predictions
@@ -229,8 +229,11 @@ def write_baseline(cfg: Config, root: Path = Path("."), progress: bool = True) -
     train = load_split("train", root)
     val = load_split("val", root)
     test = load_split("test", root)
-    objects = {split: load_split_objects(split, root) for split in ("train", "val", "test")}
-    result = run_baseline(train, val, test, objects, cfg.evaluation)
+    objects = {split: load_split_objects(split, root) for split in ("val", "test")}
+    evaluation = cfg.evaluation
+    if evaluation.objects == "auto":  # the method the split chose on the training masks, as the runs use
+        evaluation = dataclasses.replace(evaluation, objects=str(manifest_entry("objects", root)))
+    result = run_baseline(train, val, test, objects, evaluation)
     write_json(root / paths.baseline_file(), result)
     if progress:
         test_text = (f", {result['test_jaccard']:.3f} on {len(test)} test images" if test else "")

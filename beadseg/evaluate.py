@@ -199,17 +199,16 @@ def _evaluate_run(config: Config, run_id: str, threads: int, root: Path, progres
             cfg = model_file.config
             amp = amp_dtype(lease.device) if cfg.amp else None
             for split in ("val", "test"):
-                images = {s: im for s, (im, _) in load_split(split, root).items()}
-                probs = predict_images(model, images, model_file.tile_size, evaluation.overlap, cfg.batch_size,
-                                       lease.device, amp, cfg.channels_last)
+                pairs = load_split(split, root)
+                probs = predict_images(model, {s: im for s, (im, _) in pairs.items()}, model_file.tile_size,
+                                       evaluation.overlap, cfg.batch_size, lease.device, amp, cfg.channels_last)
                 scores, split_rows = score_images(probs, load_split_objects(split, root), evaluation)
                 rows += [{"split": split, **r} for r in split_rows]
                 metrics.update(split_names(scores, split))
                 if split == "val":
                     metrics["prob_std"] = probability_spread(probs.values())
-                    masks = [m for _, m in load_split("val", root).values()]
-                    metrics["degenerate_reasons"] = degenerate_reasons(metrics, trivial_scores(masks),
-                                                                       metrics["prob_std"])
+                    metrics["degenerate_reasons"] = degenerate_reasons(
+                        metrics, trivial_scores(m for _, m in pairs.values()), metrics["prob_std"])
         if metrics["degenerate_reasons"]:
             metrics["status"] = "degenerate"
             metrics["likely_causes"] = likely_causes(history, int(info.get("optimizer_steps") or 0),

@@ -38,12 +38,11 @@ from beadseg.checkpoint import (
     save_torch,
 )
 from beadseg.config import Config, TrainConfig
-from beadseg.data.prepare import load_split, load_split_objects, load_tiles, split_normalization
+from beadseg.data.prepare import load_split, load_tiles, manifest_entry, split_normalization
 from beadseg.data.provenance import check_split
 from beadseg.devices import DeviceLease, amp_dtype, lease_device, set_threads
 from beadseg.errors import TrainingError
 from beadseg.fsutil import json_safe, write_json, write_text
-from beadseg.instances import choose_object_method
 from beadseg.losses import build_loss
 from beadseg.runlock import run_lock
 from beadseg.metrics import dice_from_counts, jaccard_from_counts
@@ -255,7 +254,7 @@ class Trainer:
         self.bad_epochs = 0
         self.optimizer_steps = 0
         self.status = "running"
-        self.objects, self.objects_scores = choose_object_method(list(load_split_objects("train", root).values()))
+        self.objects = str(manifest_entry("objects", root))  # chosen once by the split, on the training masks
         self.normalization = Normalization.from_dict(split_normalization(root), str(root / paths.split_manifest()))
         data = {**self.data, "val_tiles": len(self.val_set), "normalization": self.normalization.to_dict(),
                 "inputs": input_digests(cfg, root)}
@@ -555,7 +554,6 @@ def _train_run(config: Config, run_id: str, threads: int, root: Path, progress: 
             "peak_memory_mb": peak_memory_mb(lease.device),
             "normalization": trainer.normalization.to_dict(),
             "objects": trainer.objects,
-            "objects_ap50_on_train_masks": trainer.objects_scores,
             "beadseg_version": __version__,
             "params": config.run(run_id).to_dict(),
         }

@@ -27,6 +27,7 @@ from beadseg.data.provenance import split_record
 from beadseg.data.tiling import TileRecord, extract_tiles
 from beadseg.errors import ConfigError, DataError
 from beadseg.fsutil import atomic_path, write_json, write_text
+from beadseg.instances import choose_object_method
 
 SPLITS = ("train", "val")  # the splits cut into tiles (training and its validation)
 IMAGE_SPLITS = ("train", "val", "test")  # the splits of full images (test: scored, never used to choose)
@@ -86,15 +87,20 @@ def _open_split(split: str, root: Path) -> Any:
     return np.load(path)
 
 
-def split_normalization(root: Path = Path(".")) -> dict[str, Any]:
-    """The intensity normalisation the split applied (as recorded in the split manifest)."""
+def manifest_entry(key: str, root: Path = Path(".")) -> Any:
+    """One entry of the split manifest (e.g. ``normalization``, ``objects``); a clear error when it is missing."""
     path = root / paths.split_manifest()
     if not path.is_file():
         raise DataError(f"'{path}' not found: run `beadseg split` first")
-    record = json.loads(path.read_text()).get("normalization")
-    if not isinstance(record, dict):
-        raise DataError(f"'{path}' has no normalisation record (written by an older beadseg): re-run `beadseg split`")
+    record = json.loads(path.read_text()).get(key)
+    if record is None:
+        raise DataError(f"'{path}' has no '{key}' record (written by an older beadseg): re-run `beadseg split`")
     return record
+
+
+def split_normalization(root: Path = Path(".")) -> dict[str, Any]:
+    """The intensity normalisation the split applied (as recorded in the split manifest)."""
+    return manifest_entry("normalization", root)
 
 
 def run_split(data: DataConfig, root: Path = Path("."), progress: bool = True) -> dict[str, list[str]]:
@@ -128,6 +134,8 @@ def run_split(data: DataConfig, root: Path = Path("."), progress: bool = True) -
                       file=sys.stderr)
     for split in IMAGE_SPLITS:
         save_arrays(root / paths.split_file(split), arrays[split])
+    train_truth = [arrays["train"].get(f"labels__{s}", arrays["train"][f"mask__{s}"]) for s in assignment["train"]]
+    objects, objects_scores = choose_object_method(train_truth)
     kinds = {str(v["mask_kind"]) for v in info.values()}
     test_note = None
     if not assignment["test"]:
@@ -139,6 +147,7 @@ def run_split(data: DataConfig, root: Path = Path("."), progress: bool = True) -
         "splits": assignment, "images": info, "val_fraction": data.val_fraction,
         "test_fraction": data.test_fraction, "seed": data.split_seed, "test_note": test_note,
         "mask_kind": kinds.pop() if len(kinds) == 1 else "mixed",
+        "objects": objects, "objects_ap50_on_train_masks": objects_scores,
         "normalization": {"method": "percentile", "low_pct": data.normalize_low_pct,
                           "high_pct": data.normalize_high_pct}})
     if test_note and progress:
