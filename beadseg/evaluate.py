@@ -171,11 +171,9 @@ def evaluate_run(config: Config, run_id: str, threads: int = 1, root: Path = Pat
 
 def _evaluate_run(config: Config, run_id: str, threads: int, root: Path, progress: bool) -> dict[str, Any]:
     from beadseg.data.prepare import load_split, load_split_objects
+    from beadseg.data.provenance import check_split
     from beadseg.devices import amp_dtype, lease_device, set_threads
 
-    from beadseg.data.provenance import check_split
-
-    config.run(run_id)  # an unknown id is a ConfigError naming the valid ones
     evaluation = config.evaluation
     t0 = time.perf_counter()
     info, history = read_train_info(run_id, root)
