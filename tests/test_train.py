@@ -163,22 +163,6 @@ def test_interrupted_run_resumes_from_its_last_epoch(project, monkeypatch):
     pd.testing.assert_frame_equal(uninterrupted, resumed)
 
 
-def test_checkpoint_of_other_settings_is_not_resumed(project, monkeypatch):
-    real_epoch = Trainer.train_epoch
-
-    def crash(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real_epoch(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_epoch", crash)
-    with pytest.raises(KeyboardInterrupt):
-        train_run(config(max_epochs=2), "a", root=project, progress=False)
-    monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
-    metrics = train_run(config(max_epochs=2, lr=1e-3), "a", root=project, progress=False)
-    assert metrics["resumed"] is False
-
-
 def _interrupt_after_first_epoch(monkeypatch, cfg, root: Path) -> None:
     real_epoch = Trainer.train_epoch
 
@@ -192,6 +176,12 @@ def _interrupt_after_first_epoch(monkeypatch, cfg, root: Path) -> None:
         train_run(cfg, "a", root=root, progress=False)
     monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
     assert (root / paths.checkpoint_file("a")).is_file()
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(project, monkeypatch):
+    _interrupt_after_first_epoch(monkeypatch, config(max_epochs=2), project)
+    metrics = train_run(config(max_epochs=2, lr=1e-3), "a", root=project, progress=False)
+    assert metrics["resumed"] is False
 
 
 def test_rebuilt_data_with_the_same_counts_is_not_resumed(tmp_path, monkeypatch, capsys):

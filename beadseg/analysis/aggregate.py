@@ -29,7 +29,7 @@ import pandas as pd
 
 from beadseg import paths
 from beadseg.analysis import stats
-from beadseg.analysis.inputs import baseline_jaccard, load_baseline
+from beadseg.analysis.inputs import baseline_jaccard, load_baseline, read_json_object
 from beadseg.config import Config
 from beadseg.errors import DataError
 from beadseg.fsutil import atomic_path, write_json
@@ -72,16 +72,6 @@ def config_group(params: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def _read_json(path: Path, command: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"'{path}' is unreadable ({type(exc).__name__}: {exc}): rerun `{command}`") from None
-    if not isinstance(data, dict):
-        raise DataError(f"'{path}' does not hold a JSON object: rerun `{command}`")
-    return data
-
-
 def read_run(run_id: str, root: Path = Path(".")) -> tuple[dict[str, Any], pd.DataFrame]:
     """One run's train.json and metrics.json merged (metrics.json wins on shared keys), and its history.
 
@@ -96,7 +86,7 @@ def read_run(run_id: str, root: Path = Path(".")) -> tuple[dict[str, Any], pd.Da
     if not metrics_path.is_file():
         raise DataError(f"'{metrics_path}' not found: score run '{run_id}' on the full val and test images "
                         f"first ({eval_cmd})")
-    info, metrics = _read_json(info_path, train_cmd), _read_json(metrics_path, eval_cmd)
+    info, metrics = read_json_object(info_path, train_cmd), read_json_object(metrics_path, eval_cmd)
     for key in _SAME_MODEL_KEYS:
         a, b = info.get(key), metrics.get(key)
         if a is not None and b is not None and not math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12):

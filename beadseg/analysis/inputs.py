@@ -18,6 +18,11 @@ from beadseg.errors import DataError
 def _load(path: Path, command: str, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"'{path}' not found: run `{command}` first ({what})")
+    return read_json_object(path, command)
+
+
+def read_json_object(path: Path, command: str) -> dict[str, Any]:
+    """A JSON file holding an object; unreadable or other content is a DataError naming ``command`` to rerun."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
