@@ -37,6 +37,15 @@ def test_dvc_repro_then_one_runs_lr_then_metrics_diff_then_exp_run(tmp_path: Pat
     assert f"results/runs/{untouched}/metrics.json" not in diff, diff
     md = wf.run(["dvc", "metrics", "diff", "--md"], root).stdout
     assert changed in md and "|" in md
+    plots = json.loads(wf.run(["dvc", "plots", "show", "--json"], root).stdout)["data"]
+    from beadseg.analysis import FIGURES
+
+    for name in FIGURES:  # the seven figures are image plots, so `dvc plots diff` can compare them
+        (entry,) = plots[f"results/report/figures/{name}"]
+        assert entry["type"] == "image" and Path(entry["url"]).is_file(), entry
+    for run_id in wf.runs:  # each run's learning curve, and the summary of every run
+        assert plots[f"results/runs/{run_id}/history.csv"][0]["type"] == "vega"
+    assert plots["results/summary/histories.csv"][0]["type"] == "vega"
     wf.run(["git", "add", "-A"], root)
     wf.run(["git", "commit", "-q", "-m", "lr 0.02"], root)
 
