@@ -12,7 +12,8 @@ Pixel scores are pooled over the images of a split (Jaccard / Dice from summed c
 match predicted objects (:func:`beadseg.instances.label_objects`, ``evaluation.objects``) one-to-one
 against the true beads: the user's instance labels when the masks carry them, else the connected
 components of the 0/1 mask. AP at each IoU threshold is TP / (TP + FP + FN) pooled over images (the
-StarDist / Cellpose definition). Outputs: ``metrics.json`` (scores, status) and ``per_image.csv``.
+StarDist / Cellpose definition). Outputs: ``metrics.json`` (scores only: what ``dvc metrics diff``
+compares), ``evaluation.json`` (status, degenerate reasons, settings, image counts) and ``per_image.csv``.
 """
 
 from __future__ import annotations
@@ -47,8 +48,17 @@ _OBJECT_NAMES = {"n_true": "bead_n_true", "n_pred": "bead_n_pred", "count_error"
                  "count_error_rel": "bead_count_error_rel", "precision": "bead_precision", "recall": "bead_recall",
                  "f1": "bead_f1", "mean_diameter_error_px": "bead_mean_diameter_error_px",
                  "mean_matched_iou": "bead_mean_matched_iou", "merges": "bead_merges", "splits": "bead_splits"}
+#: What evaluate writes to evaluation.json rather than metrics.json: everything that is not a score.
+INFO_KEYS = ("run_id", "status", "stop_reason", "degenerate_reasons", "likely_causes", "chosen_on", "evaluation",
+             "objects", "objects_chosen", "eval_seconds", "n_val_images", "n_test_images")
 PER_IMAGE_FIELDS = ("split", "image", "jaccard", "dice", "n_true", "n_pred", "count_error", "precision", "recall",
                     "f1", "mean_matched_iou", "merges", "splits")
+
+
+def split_outputs(result: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(scores for metrics.json, everything else for evaluation.json) of an evaluation result."""
+    return ({k: v for k, v in result.items() if k not in INFO_KEYS},
+            {k: v for k, v in result.items() if k in INFO_KEYS})
 
 
 def ap_key(threshold: float) -> str:
@@ -215,7 +225,9 @@ def _evaluate_run(config: Config, run_id: str, threads: int, root: Path, progres
     metrics["eval_seconds"] = time.perf_counter() - t0
     metrics = json_safe(metrics)
     write_text(root / paths.per_image_file(run_id), per_image_csv(rows, evaluation.iou_thresholds))
-    write_json(root / paths.metrics_file(run_id), metrics)
+    scores, run_info = split_outputs(metrics)
+    write_json(root / paths.evaluation_info_file(run_id), run_info)
+    write_json(root / paths.metrics_file(run_id), scores)
     if progress:
         _report(run_id, metrics)
     return metrics

@@ -66,6 +66,12 @@ def metrics_file(run_id: str) -> Path:
     return run_dir(run_id) / "metrics.json"
 
 
+def evaluation_info_file(run_id: str) -> Path:
+    """How the run was scored (status, degenerate reasons, settings, object method, image counts): written by
+    evaluate beside metrics.json, which holds the scores only (what `dvc metrics diff` compares)."""
+    return run_dir(run_id) / "evaluation.json"
+
+
 def per_image_file(run_id: str) -> Path:
     """One row per evaluated image (split, pixel and bead scores): written by evaluate."""
     return run_dir(run_id) / "per_image.csv"

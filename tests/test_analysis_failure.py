@@ -80,7 +80,9 @@ def _text(root: Path, name: str = "REPORT.md") -> str:
 
 
 def _metrics(root: Path, run_id: str) -> dict[str, Any]:
-    return json.loads((root / paths.metrics_file(run_id)).read_text())
+    """What the evaluate step wrote for the run: evaluation.json and metrics.json together."""
+    return {**json.loads((root / paths.evaluation_info_file(run_id)).read_text()),
+            **json.loads((root / paths.metrics_file(run_id)).read_text())}
 
 
 def _summary(root: Path) -> dict[str, Any]:

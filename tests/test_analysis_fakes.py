@@ -26,7 +26,7 @@ from beadseg import paths
 from beadseg.checkpoint import Normalization, make_model, save_model_file
 from beadseg.config import Config, TrainConfig, load_config
 from beadseg.data.fingerprint import fingerprint_warnings, image_stats, object_stats, run_budget, tile_count
-from beadseg.evaluate import ap_key
+from beadseg.evaluate import ap_key, split_outputs
 from beadseg.quality import degenerate_reasons, likely_causes, trivial_scores
 from beadseg.train import HISTORY_FIELDS, history_csv
 
@@ -213,7 +213,9 @@ def fake_run(root: Path, rid: str, spec: dict[str, Any], tc: TrainConfig, masks:
                        **fake_test_scores(test, spec.get("test_f1", 0.9 * f1), n_test, thresholds,
                                      spec.get("merges", 1) + 1, spec.get("splits", 2) - 1))
     metrics["eval_seconds"] = 0.5
-    (root / paths.metrics_file(rid)).write_text(json.dumps(metrics))
+    scores, run_info = split_outputs(metrics)  # as beadseg evaluate writes them
+    (root / paths.metrics_file(rid)).write_text(json.dumps(scores))
+    (root / paths.evaluation_info_file(rid)).write_text(json.dumps(run_info))
     torch.manual_seed(len(rid))
     save_model_file(root / paths.model_file(rid), run_id=rid, config=tc, state_dict=make_model(tc).state_dict(),
                     normalization=NORMALIZATION, epoch=best_epoch, best_val_jaccard=best)

@@ -83,7 +83,8 @@ def _json(root: Path, path: Path) -> dict[str, Any]:
 
 
 def _metrics(root: Path, rid: str) -> dict[str, Any]:
-    return _json(root, paths.metrics_file(rid))
+    """What the evaluate step wrote for the run: evaluation.json and metrics.json together."""
+    return {**_json(root, paths.evaluation_info_file(rid)), **_json(root, paths.metrics_file(rid))}
 
 
 def _by_val(spec: dict[str, Any]) -> list[str]:
@@ -251,6 +252,7 @@ def test_object_metrics_name_merges_splits_and_mask_kind(request, name):
 
 @pytest.mark.parametrize("which, command", [
     (paths.metrics_file, "beadseg evaluate --run"),
+    (paths.evaluation_info_file, "beadseg evaluate --run"),
     (paths.train_info_file, "beadseg train --run"),
 ])
 def test_missing_run_file_names_the_command(tmp_path, which, command):

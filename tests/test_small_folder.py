@@ -71,7 +71,7 @@ def test_the_report_says_why_the_run_is_degenerate_and_compares_with_the_baselin
     report = (folder_search / "results/report/REPORT.md").read_text()
     summary_part = report.split("## Data")[0]
     assert BROKEN in summary_part and "degenerate" in summary_part
-    metrics = _json(folder_search, f"results/runs/{BROKEN}/metrics.json")
+    metrics = _json(folder_search, f"results/runs/{BROKEN}/evaluation.json")
     assert metrics["degenerate_reasons"][0] in summary_part
     baseline = _json(folder_search, "results/summary/baseline.json")
     assert f"{baseline['full_val_jaccard']:.4f}" in summary_part and baseline["method"] in summary_part

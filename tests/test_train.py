@@ -66,8 +66,13 @@ def test_run_writes_model_history_and_train_info_and_evaluate_writes_scores(proj
     assert not (project / paths.checkpoint_file("a")).exists()  # removed once complete
 
     metrics = evaluate_run(config(), "a", root=project, progress=False)
-    on_disk = json.loads((project / paths.metrics_file("a")).read_text())
-    assert on_disk == json.loads(json.dumps(metrics))
+    scores = json.loads((project / paths.metrics_file("a")).read_text())
+    run_info = json.loads((project / paths.evaluation_info_file("a")).read_text())
+    assert {**run_info, **scores} == json.loads(json.dumps(metrics))
+    # metrics.json holds scores only (what `dvc metrics diff` compares); the rest goes to evaluation.json
+    assert all(isinstance(v, (int, float)) or v is None for v in scores.values()), scores
+    assert {"status", "degenerate_reasons", "evaluation", "n_val_images"} <= set(run_info)
+    on_disk = {**run_info, **scores}
     for key in ("full_val_jaccard", "full_val_dice", "bead_f1", "bead_count_error", "bead_precision", "bead_recall",
                 "bead_mean_diameter_error_px", "ap_50", "ap_90", "test_jaccard", "test_bead_f1", "test_ap_50"):
         assert key in on_disk, key
@@ -121,7 +126,7 @@ def test_a_run_forced_to_learn_nothing_is_marked_degenerate(project):
     assert metrics["degenerate_reasons"], metrics
     assert any("optimizer steps" in c for c in metrics["likely_causes"])
     assert any("learning rate" in c for c in metrics["likely_causes"])
-    on_disk = json.loads((project / paths.metrics_file("a")).read_text())
+    on_disk = json.loads((project / paths.evaluation_info_file("a")).read_text())
     assert on_disk["status"] == "degenerate" and on_disk["degenerate_reasons"] == metrics["degenerate_reasons"]
 
 
@@ -135,7 +140,7 @@ def test_a_run_that_learned_is_not_degenerate(tmp_path):
 def test_absurd_learning_rate_is_reported_as_diverged(project):
     metrics = train_and_evaluate(config(lr=1e30, max_epochs=3, steps_per_epoch=3), project)
     assert metrics["status"] == "diverged" and metrics.get("full_val_jaccard") is None
-    assert json.loads((project / paths.metrics_file("a")).read_text())["status"] == "diverged"
+    assert json.loads((project / paths.evaluation_info_file("a")).read_text())["status"] == "diverged"
     assert (project / paths.model_file("a")).is_file()
 
 

@@ -95,8 +95,9 @@ def test_a_diverged_run_passes_through_a_real_search_to_the_report(tmp_path: Pat
     for key, value in (("steps_per_epoch", 15), ("max_epochs", 4), ("patience", 4), ("base_channels", 8)):
         wf.set_param(root, f"runs.{good}.{key}", value)  # enough steps to learn, so one run is a result
     wf.run(["snakemake", "--cores", "2"], root, timeout=600)  # the search completes
+    info = json.loads((root / f"results/runs/{bad}/evaluation.json").read_text())
     metrics = json.loads((root / f"results/runs/{bad}/metrics.json").read_text())
-    assert metrics["status"] == "diverged" and metrics.get("full_val_jaccard") is None
+    assert info["status"] == "diverged" and metrics.get("full_val_jaccard") is None
     runs = pd.read_csv(root / "results/summary/runs.csv").set_index("run_id")
     assert runs.loc[bad, "status"] == "diverged"
     summary = json.loads((root / "results/summary/summary.json").read_text())

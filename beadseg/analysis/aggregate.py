@@ -73,20 +73,24 @@ def config_group(params: dict[str, Any]) -> str:
 
 
 def read_run(run_id: str, root: Path = Path(".")) -> tuple[dict[str, Any], pd.DataFrame]:
-    """One run's train.json and metrics.json merged (metrics.json wins on shared keys), and its history.
+    """One run's train.json, evaluation.json and metrics.json merged (the evaluate step's files win on shared
+    keys), and its history.
 
     A missing file is a DataError naming it and the command that writes it.
     """
     train_cmd, eval_cmd = f"beadseg train --run {run_id}", f"beadseg evaluate --run {run_id}"
     info_path, history_path = root / paths.train_info_file(run_id), root / paths.history_file(run_id)
     metrics_path = root / paths.metrics_file(run_id)
+    eval_path = root / paths.evaluation_info_file(run_id)
     for p in (info_path, history_path):
         if not p.is_file():
             raise DataError(f"'{p}' not found: train run '{run_id}' first ({train_cmd})")
-    if not metrics_path.is_file():
-        raise DataError(f"'{metrics_path}' not found: score run '{run_id}' on the full val and test images "
-                        f"first ({eval_cmd})")
-    info, metrics = read_json_object(info_path, train_cmd), read_json_object(metrics_path, eval_cmd)
+    for p in (metrics_path, eval_path):
+        if not p.is_file():
+            raise DataError(f"'{p}' not found: score run '{run_id}' on the full val and test images "
+                            f"first ({eval_cmd})")
+    info = read_json_object(info_path, train_cmd)
+    metrics = {**read_json_object(eval_path, eval_cmd), **read_json_object(metrics_path, eval_cmd)}
     for key in _SAME_MODEL_KEYS:
         a, b = info.get(key), metrics.get(key)
         if a is not None and b is not None and not math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12):

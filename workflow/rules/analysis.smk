@@ -2,6 +2,7 @@ rule aggregate:
     input:
         metrics=expand("results/runs/{run}/metrics.json", run=RUN_IDS),
         info=expand("results/runs/{run}/train.json", run=RUN_IDS),
+        evaluation=expand("results/runs/{run}/evaluation.json", run=RUN_IDS),
         histories=expand("results/runs/{run}/history.csv", run=RUN_IDS),
         baseline="results/summary/baseline.json",
     output:

@@ -49,6 +49,7 @@ rule evaluate:
         manifest="data/split/split.json",
     output:
         metrics="results/runs/{run}/metrics.json",
+        info="results/runs/{run}/evaluation.json",
         per_image="results/runs/{run}/per_image.csv",
     log:
         "logs/evaluate/{run}.log",
