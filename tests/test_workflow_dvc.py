@@ -35,6 +35,9 @@ def test_dvc_repro_then_one_runs_lr_then_metrics_diff_then_exp_run(tmp_path: Pat
     diff = json.loads(wf.run(["dvc", "metrics", "diff", "--json"], root).stdout)
     assert f"results/runs/{changed}/metrics.json" in diff, diff
     assert f"results/runs/{untouched}/metrics.json" not in diff, diff
+    rows = diff[f"results/runs/{changed}/metrics.json"]  # scores only: no settings, timings, devices or status
+    assert rows and not {k for k in rows if k.startswith("params") or k in {
+        "status", "threads", "wall_seconds", "train_seconds", "peak_memory_mb", "device", "eval_seconds"}}, rows
     md = wf.run(["dvc", "metrics", "diff", "--md"], root).stdout
     assert changed in md and "|" in md
     plots = json.loads(wf.run(["dvc", "plots", "show", "--json"], root).stdout)["data"]
