@@ -27,7 +27,7 @@ from beadseg.plan import expand_grid
 from beadseg.quality import MIN_STEPS
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_analysis_fakes import make_project, run_analysis  # noqa: E402
+from test_analysis_fakes import analysed_project, make_project  # noqa: E402
 
 # "tiny" has the highest tile-level score but learned nothing (full-image Jaccard below the all-bead
 # prediction, flat probability map, only 6 optimizer steps): it must never be named best.
@@ -55,9 +55,7 @@ UNBEATEN_BASELINE = 0.80
 
 def _analysed(factory: pytest.TempPathFactory, name: str, runs: dict[str, dict[str, Any]],
               **kwargs: Any) -> Path:
-    root = make_project(factory.mktemp(name), runs, **kwargs)
-    run_analysis(root)
-    return root
+    return analysed_project(factory.mktemp(name), runs, **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -274,3 +274,10 @@ DEMO_RUNS = {
     "t64_dice_lr1e-3": {"tile_size": 64, "loss": "dice", "lr": 1e-3, "best": 0.35, "final": 0.30,
                         "best_epoch": 3, "epochs_run": 7, "full": 0.33},
 }
+
+
+def analysed_project(root: Path, runs: dict[str, dict[str, Any]], **kwargs: Any) -> Path:
+    """A fake project under ``root`` with the whole analysis run on it (module-scoped fixtures share it)."""
+    project = make_project(root, runs, **kwargs)
+    run_analysis(project)
+    return project

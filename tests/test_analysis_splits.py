@@ -23,7 +23,7 @@ from beadseg.config import load_config
 from beadseg.errors import DataError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_analysis_fakes import make_project, run_analysis  # noqa: E402
+from test_analysis_fakes import analysed_project, make_project  # noqa: E402
 
 # Test agrees with val: the fakes derive each run's test Jaccard from its val score, keeping the order.
 AGREE = {
@@ -41,9 +41,7 @@ VAL_WIN_BASELINE, TEST_WIN_BASELINE = 0.30, 0.90  # the baseline loses on val, w
 
 
 def _analysed(factory: pytest.TempPathFactory, name: str, runs: dict[str, Any], **kwargs: Any) -> Path:
-    root = make_project(factory.mktemp(name), runs, sizes=(32,), **kwargs)
-    run_analysis(root)
-    return root
+    return analysed_project(factory.mktemp(name), runs, sizes=(32,), **kwargs)
 
 
 @pytest.fixture(scope="module")
