@@ -9,13 +9,14 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.2'
 TORCH_INDEX_URL ?=
 SNAKEMAKE := PATH="$(BIN):$$PATH" $(BIN)/snakemake
 
-.PHONY: install run dry-run report-html test test-fast benchmark clean-results help
+.PHONY: install run dry-run report-html test test-fast lint benchmark clean-results help
 
 help:
 	@echo "make run           - install (if needed) and run the demo search under Snakemake on $(CORES) cores"
 	@echo "make dry-run       - what Snakemake would run (8 cores, 2 GPUs)"
-	@echo "make test          - install (if needed) and run the whole test suite"
-	@echo "make test-fast     - the tests without real snakemake / dvc runs"
+	@echo "make test          - install (if needed), lint, and run the whole test suite (tests/unit + tests/workflow)"
+	@echo "make test-fast     - tests/unit only: under a minute, what to run after each edit"
+	@echo "make lint          - ruff (pyflakes, pycodestyle, import order, likely bugs) on the code, tests and benchmarks"
 	@echo "make benchmark     - the training-step benchmark (benchmarks/train_step.py)"
 	@echo "make report-html   - Snakemake's HTML report of the last run (report.html)"
 	@echo "make clean-results - remove results/, logs/, per-rule benchmarks and Snakemake metadata"
@@ -42,11 +43,14 @@ report-html: install
 	$(SNAKEMAKE) --report report.html
 	@echo "HTML report: $(abspath report.html)"
 
-test: install
+test: install lint
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
 test-fast: install
-	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not integration"
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q tests/unit
+
+lint: install
+	$(BIN)/ruff check .
 
 benchmark: install
 	PATH="$(BIN):$$PATH" $(BIN)/python benchmarks/train_step.py

@@ -44,8 +44,7 @@ from skimage import filters
 from skimage.measure import label
 
 from beadseg import paths
-from beadseg.config import Config
-from beadseg.config import EvaluationConfig
+from beadseg.config import Config, EvaluationConfig
 from beadseg.data.prepare import load_split, load_split_objects, manifest_entry
 from beadseg.data.provenance import check_split
 from beadseg.errors import ConfigError, DataError

@@ -3,7 +3,8 @@
 A **model file** (``results/runs/<id>/model.pt``) describes itself, in the spirit of nnU-Net's plans
 file: the best weights, every training setting (so the architecture can be rebuilt), the intensity
 normalisation the training images went through, the tile size, the decision threshold, the run id, the
-epoch, the object method chosen on the training masks (``objects``) and the beadseg version. Train (``init_from``), evaluate, predict and the analysis all load it
+epoch, the object method chosen on the training masks (``objects``) and the beadseg version.
+Train (``init_from``), evaluate, predict and the analysis all load it
 through :func:`load_model_file`, with ``weights_only=True`` (tensors and plain data, no pickled objects).
 
 A **checkpoint** (``results/runs/<id>/resume/last.pt``) is the state of an unfinished run after its last

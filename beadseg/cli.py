@@ -30,9 +30,8 @@ def cmd_runs(args: argparse.Namespace) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    from beadseg.data.synth import write_dataset
-
     from beadseg.config import DEMO_IMAGES, DEMO_MASKS
+    from beadseg.data.synth import write_dataset
 
     cfg = _config(args).data
     s = cfg.synthetic

@@ -44,13 +44,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Union
 
 import torch
 
 from beadseg.errors import BeadsegError
 
-GpuId = Union[int, str]  # physical index, or a sanitised GPU-/MIG- token from CUDA_VISIBLE_DEVICES
+GpuId = int | str  # physical index, or a sanitised GPU-/MIG- token from CUDA_VISIBLE_DEVICES
 
 _UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _BUSY_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES})  # some filesystems say EACCES

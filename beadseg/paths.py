@@ -1,5 +1,5 @@
 """Every output path of the pipeline, in one place (the Snakefile and dvc.yaml spell the same paths;
-tests/test_workflow_paths.py checks they agree)."""
+tests/unit/test_workflow_paths.py checks they agree)."""
 
 from __future__ import annotations
 

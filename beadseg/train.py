@@ -44,8 +44,8 @@ from beadseg.devices import DeviceLease, amp_dtype, lease_device, set_threads
 from beadseg.errors import TrainingError
 from beadseg.fsutil import json_safe, write_json, write_text
 from beadseg.losses import build_loss
-from beadseg.runlock import run_lock
 from beadseg.metrics import dice_from_counts, jaccard_from_counts
+from beadseg.runlock import run_lock
 from beadseg.sampling import CropSampler, Sampler, TileSampler, choose_size
 
 CHECKPOINT_VERSION = 1

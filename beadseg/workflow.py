@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,3 +36,29 @@ def validate_for_snakemake(config: Mapping[str, Any], configfiles: Sequence[str]
             "every step reads params.yaml, so edit params.yaml (or copy a preset over it) instead"
         )
     return cfg
+
+
+PIPELINE_FILES = ("Snakefile", "dvc.yaml", ".gitignore", ".dvcignore")
+
+
+def source_checkout() -> Path:
+    """The beadseg source checkout this package runs from (the folder holding Snakefile and workflow/)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "Snakefile").is_file() or not (root / "workflow").is_dir():
+        raise BeadsegError(f"{root} is not a beadseg source checkout (no Snakefile / workflow/ there): "
+                           "install beadseg with `pip install -e .` from a clone to copy its pipeline")
+    return root
+
+
+def copy_pipeline(dest: Path) -> Path:
+    """Copy the pipeline (Snakefile, workflow/, dvc.yaml, ignore files) of this checkout into ``dest``.
+
+    For tests and benchmarks that need a throw-away project; params.yaml is left to the caller."""
+    src = source_checkout()
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PIPELINE_FILES:
+        if (src / name).is_file():
+            shutil.copy2(src / name, dest / name)
+    shutil.copytree(src / "workflow", dest / "workflow", ignore=shutil.ignore_patterns("__pycache__"),
+                    dirs_exist_ok=True)
+    return dest

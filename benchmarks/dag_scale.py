@@ -20,9 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
 
 
 def grid_for(n: int) -> dict:
@@ -32,15 +30,23 @@ def grid_for(n: int) -> dict:
 
 
 def project(dest: Path, n: int) -> Path:
-    from conftest import make_project, tiny_params_dict
+    """A throw-away git + DVC project with this checkout's pipeline, tiny data and ``n`` runs."""
+    import yaml
 
     from beadseg.plan import expand_grid
+    from beadseg.workflow import copy_pipeline
 
-    params = tiny_params_dict()
     table = expand_grid(grid_for(n))
     assert len(table) == n, len(table)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["synthetic"] = {"n_images": 4, "size": 128, "seed": 1}
+    params["tiling"]["sizes"] = [64, 128]
+    params["train"].update(depth=3, base_channels=4, max_epochs=2, patience=2, steps_per_epoch=3, tile_size=64)
     params["runs"] = table
-    root = make_project(dest, params=params)
+    root = copy_pipeline(dest)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=root, check=True, capture_output=True)
     # Data steps only (seconds), so `dvc repro --dry` can walk the whole graph; no training.
     subprocess.run(["snakemake", "--cores", "2", "--until", "tile", "--quiet"], cwd=root, check=True,
                    capture_output=True)

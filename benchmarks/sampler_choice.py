@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,13 +21,12 @@ from pathlib import Path
 import torch
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from beadseg.config import validate
+from beadseg.data.prepare import run_split, run_tile
+from beadseg.data.synth import write_dataset
+from beadseg.train import train_run
 
-from beadseg.config import validate  # noqa: E402
-from beadseg.data.prepare import run_split, run_tile  # noqa: E402
-from beadseg.data.synth import write_dataset  # noqa: E402
-from beadseg.train import train_run  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA = {"demo": {"n_images": 12, "size": 768, "seed": 7, "difficulty": "demo"},
         "hard": {"n_images": 8, "size": 512, "seed": 11, "difficulty": "hard"}}

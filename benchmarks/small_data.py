@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,11 +30,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from beadseg.data.lookalikes import write_folder
+from beadseg.data.synth import write_dataset
+from beadseg.workflow import copy_pipeline
 
-from beadseg.data.lookalikes import write_folder  # noqa: E402
-from beadseg.data.synth import write_dataset  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 LOOKS = ("blobs", "disks", "hard", "demo")
 
@@ -48,10 +47,7 @@ def write_look(look: str, images: Path, masks: Path, n_images: int, size: int, s
 
 
 def make_project(dest: Path, look: str, n_images: int, size: int, seed: int) -> None:
-    dest.mkdir(parents=True)
-    for name in ("Snakefile", "dvc.yaml"):
-        shutil.copy2(ROOT / name, dest / name)
-    shutil.copytree(ROOT / "workflow", dest / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_pipeline(dest)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"] = {**params["data"], "source": "folder", "images": "data/raw/mine/images",
                       "masks": "data/raw/mine/masks"}

@@ -22,7 +22,6 @@ import contextlib
 import json
 import math
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,14 +30,14 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from beadseg.config import validate
+from beadseg.data.build import build_dataset
+from beadseg.devices import DeviceLease, amp_dtype
+from beadseg.losses import build_loss
+from beadseg.models import build_model
+from beadseg.train import Trainer
 
-from beadseg.config import validate  # noqa: E402
-from beadseg.devices import DeviceLease, amp_dtype  # noqa: E402
-from beadseg.losses import build_loss  # noqa: E402
-from beadseg.models import build_model  # noqa: E402
-from beadseg.train import Trainer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class RefBlock(nn.Sequential):
@@ -123,7 +122,7 @@ def conv_ceiling(batch: int, tile: int, channels_last: bool, device: torch.devic
             conv = conv.to(memory_format=torch.channels_last)
             x = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
 
-        def run() -> None:
+        def run(conv: nn.Module = conv, x: torch.Tensor = x) -> None:
             with autocast(device):
                 out = conv(x)
             out.float().sum().backward()
@@ -147,7 +146,7 @@ def conv_ceiling(batch: int, tile: int, channels_last: bool, device: torch.devic
 
 def epoch_overhead(depth: int, base: int, tile: int, batch: int, device: torch.device) -> dict[str, float]:
     """Time one real beadseg epoch (train + validate) and the pure compute of the same batches."""
-    from tests.tiny_project import make_tiny_project
+    from beadseg.config import validate
 
     params = {
         "data": {"source": "synthetic", "synthetic": {"n_images": 8, "size": 2 * tile, "seed": 0}},
@@ -158,7 +157,7 @@ def epoch_overhead(depth: int, base: int, tile: int, batch: int, device: torch.d
     }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        cfg = make_tiny_project(root, params)
+        cfg = build_dataset(validate(params), root)
         trainer = Trainer("bench", cfg.run("bench"), DeviceLease(device, None, str(device)), root, False)
         trainer.train_epoch(0)  # warm-up
         sync(device)

@@ -6,7 +6,7 @@ set -euo pipefail
 BIN="${VENV:-.venv}/bin"
 export PATH="$(cd "$BIN" && pwd):$PATH"
 python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('cuda', torch.cuda.device_count(), torch.cuda.get_device_name(0), 'bf16', torch.cuda.is_bf16_supported())"
-python -m pytest -q tests/test_devices.py
+python -m pytest -q tests/unit/test_devices.py
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python - "$work" <<'PY'

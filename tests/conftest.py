@@ -1,154 +1,29 @@
-"""Fixtures for the real-tool workflow tests: a tiny copy of the project (Snakefile, workflow/, dvc.yaml,
-.dvc/config and a tiny params.yaml derived from the real one) in a temporary git + DVC repository.
+"""Shared fixtures. Tests live in two folders:
 
-Markers: ``integration`` (real snakemake / dvc, seconds to a minute each), ``slurm`` (opt-in,
-BEADSEG_SLURM_TEST=1, needs scripts/slurm-up.sh).
+- ``tests/unit``: pure functions and in-process steps on tiny data (``make test-fast``, under a minute);
+- ``tests/workflow``: the real snakemake / dvc, processes killed and restarted, the whole analysis on fake
+  searches (marked ``integration`` automatically).
+
+Builders shared by both are in ``tests/helpers`` (tiny data sets, fake analysed searches, tiny projects).
+The ``slurm`` marker is opt-in (BEADSEG_SLURM_TEST=1, needs scripts/slurm-up.sh).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import re
-import shutil
-import subprocess
-import sys
-from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers.workflow import Workflow, copy_project, make_project, run
 
-# Two runs: one inherits every training default except the loss, one overrides lr (and the tile size).
-TINY_RUNS: dict[str, dict[str, Any]] = {
-    "t64_dice": {"tile_size": 64, "loss": "dice"},
-    "t128_combined_lr1e-3": {"tile_size": 128, "loss": "combined", "lr": 1.0e-3},
-}
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "beadseg-test",
-    "GIT_AUTHOR_EMAIL": "test@beadseg.invalid",
-    "GIT_COMMITTER_NAME": "beadseg-test",
-    "GIT_COMMITTER_EMAIL": "test@beadseg.invalid",
-    "DVC_NO_ANALYTICS": "1",
-}
+WORKFLOW_DIR = Path(__file__).parent / "workflow"
 
 
-def tiny_params_dict() -> dict[str, Any]:
-    """The repository's params.yaml with small data, small models and a two-run table."""
-    from beadseg.config import schema
-
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"] = {**params.get("data", {}), "source": "synthetic", "images": "data/raw/demo/images",
-                      "masks": "data/raw/demo/masks", "synthetic": {"n_images": 4, "size": 128, "seed": 1}}
-    params["tiling"] = {**params.get("tiling", {}), "sizes": [64, 128]}
-    params["train"] = {**params.get("train", {}), "depth": 3, "base_channels": 4, "max_epochs": 2, "patience": 2, "steps_per_epoch": 3,
-                       "batch_size": 4, "tile_size": 64, "lr": 3.0e-3}
-    params["runs"] = {k: dict(v) for k, v in TINY_RUNS.items()}
-    if "finetune" in schema().get("properties", {}):
-        params["finetune"] = {}
-    analysis_props = schema()["properties"]["analysis"]["properties"]
-    cheap = {"top_k": 2, "title": "tiny test search", "bootstrap_samples": 100, "gradient_max_tiles": 2}
-    params["analysis"] = {k: v for k, v in {**params.get("analysis", {}), **cheap}.items() if k in analysis_props}
-    return params
-
-
-def run(cmd: Sequence[str] | str, cwd: Path, check: bool = True, env: dict[str, str] | None = None,
-        timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run a command (list, or a string for the shell) in ``cwd``; on failure show its output."""
-    proc = subprocess.run(cmd, cwd=cwd, shell=isinstance(cmd, str), text=True, capture_output=True,
-                          env={**os.environ, **GIT_ENV, **(env or {})}, timeout=timeout, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd!r} failed with exit {proc.returncode}\n--- stdout\n{proc.stdout[-6000:]}"
-                             f"\n--- stderr\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def make_project(dest: Path, params: dict[str, Any] | None = None, git: bool = True) -> Path:
-    """A tiny copy of the project in ``dest``: pipeline files + tiny params, in a fresh git + DVC repo."""
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(REPO / "Snakefile", dest / "Snakefile")
-    shutil.copytree(REPO / "workflow", dest / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(REPO / "dvc.yaml", dest / "dvc.yaml")
-    for name in (".gitignore", ".dvcignore"):
-        if (REPO / name).is_file():
-            shutil.copy2(REPO / name, dest / name)
-    with open(dest / ".gitignore", "a") as fh:  # also what Snakemake writes besides DVC's outputs
-        fh.write("\n/logs/\n/benchmarks/\n.snakemake/\n")
-    (dest / "params.yaml").write_text(yaml.safe_dump(params or tiny_params_dict(), sort_keys=False))
-    if git:
-        run(["git", "init", "-q", "-b", "main"], dest)
-        run(["dvc", "init", "-q"], dest)
-        if (REPO / ".dvc" / "config").is_file():  # the documented default remote, as committed
-            shutil.copy2(REPO / ".dvc" / "config", dest / ".dvc" / "config")
-        run(["git", "add", "-A"], dest)
-        run(["git", "commit", "-q", "-m", "tiny project"], dest)
-    return dest
-
-
-def sha256_tree(root: Path, paths: Iterable[str]) -> dict[str, str]:
-    """sha256 of every file under the given paths (relative to ``root``)."""
-    out = {}
-    for rel in paths:
-        base = root / rel
-        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
-        for f in files:
-            if f.name == ".gitignore":
-                continue
-            out[str(f.relative_to(root))] = hashlib.sha256(f.read_bytes()).hexdigest()
-    return out
-
-
-def snakemake_jobs(root: Path, *extra: str) -> list[str]:
-    """Jobs `snakemake -n` would run: 'rule' or 'rule[wildcards]' (rule all left out)."""
-    from beadseg.sync import snakemake_pending
-
-    return sorted(j for j in snakemake_pending(root, extra) if j != "all")
-
-
-def dvc_status(root: Path) -> dict[str, Any]:
-    return json.loads(run(["dvc", "status", "--json"], root).stdout or "{}")
-
-
-def dvc_would_run(root: Path) -> list[str]:
-    """Stages `dvc repro --dry` would run (everything downstream of a change, unlike `dvc status`)."""
-    out = run(["dvc", "repro", "--dry"], root).stdout
-    return sorted(set(re.findall(r"Running stage '([^']+)'", out)))
-
-
-def set_param(root: Path, dotted: str, value: Any) -> None:
-    """Edit one key of the project's params.yaml (e.g. 'runs.t64_dice.lr')."""
-    path = root / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    node = params
-    *parents, last = dotted.split(".")
-    for key in parents:
-        node = node[key]
-    node[last] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-class Workflow:
-    """Helpers handed to tests through the ``wf`` fixture."""
-
-    repo = REPO
-    runs = TINY_RUNS
-    run = staticmethod(run)
-    make_project = staticmethod(make_project)
-    tiny_params = staticmethod(tiny_params_dict)
-    sha256_tree = staticmethod(sha256_tree)
-    snakemake_jobs = staticmethod(snakemake_jobs)
-    dvc_status = staticmethod(dvc_status)
-    dvc_would_run = staticmethod(dvc_would_run)
-    set_param = staticmethod(set_param)
-
-    @staticmethod
-    def sync(root: Path, direction: str) -> subprocess.CompletedProcess[str]:
-        return run([sys.executable, "-m", "beadseg.sync", direction], root)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/workflow is an integration test (``-m "not integration"`` skips them)."""
+    for item in items:
+        if WORKFLOW_DIR in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -164,13 +39,8 @@ def snakemake_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def copy_project(src: Path, dest: Path) -> Path:
-    """A private copy of a project (mtimes and .snakemake metadata kept, so Snakemake sees the same state)."""
-    shutil.copytree(src, dest, symlinks=True)
-    return dest
-
-
 @pytest.fixture
 def project_copy(snakemake_project: Path, tmp_path: Path) -> Path:
     """A private copy of the finished Snakemake project."""
     return copy_project(snakemake_project, tmp_path / "project")
+

@@ -25,9 +25,8 @@ import pandas as pd  # noqa: E402
 from beadseg import paths  # noqa: E402
 from beadseg.analysis import FIGURES, stats  # noqa: E402
 from beadseg.analysis.aggregate import load_runs  # noqa: E402
+from beadseg.analysis.gradients import CLASSES, VARIANT_LABELS, curve_numbers, loss_curves, pixel_gradient_analysis  # noqa: E402
 from beadseg.analysis.inputs import baseline_jaccard, load_baseline  # noqa: E402
-from beadseg.analysis.gradients import (CLASSES, VARIANT_LABELS, curve_numbers, loss_curves,  # noqa: E402
-                                        pixel_gradient_analysis)
 from beadseg.config import Config, TrainConfig  # noqa: E402
 from beadseg.fsutil import atomic_path, json_safe, write_json  # noqa: E402
 

@@ -221,7 +221,8 @@ def _size_warnings(fp: Mapping[str, Any]) -> list[str]:
         longest = max(min(int(s) for s in shape[:2]) for shape in shapes)
         runs = _runs_using(fp, size)
         if policy == "pad":
-            what = (f"{_named_runs(runs)} train on tiles mirrored at the border (image and mask alike), so mostly on mirrored copies" if runs
+            what = (f"{_named_runs(runs)} train on tiles mirrored at the border (image and mask alike), "
+                    "so mostly on mirrored copies" if runs
                     else "no run uses it")
         elif policy == "skip":
             what = ("the tile step finds no tiles and fails (tiling.small_images: skip)"

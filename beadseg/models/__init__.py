@@ -10,7 +10,8 @@ Registered models (all accept the keyword arguments of :class:`~beadseg.models.u
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import json
 import math
 
@@ -18,8 +15,7 @@ from beadseg import paths
 from beadseg.analysis import FIGURES
 from beadseg.config import load_config, validate
 from beadseg.plan import expand_grid
-sys.path.insert(0, str(Path(__file__).parent))
-from test_analysis_fakes import DEMO_RUNS, make_project, run_analysis
+from tests.helpers.fakes import DEMO_RUNS, make_project, run_analysis
 
 
 @pytest.fixture(scope="module")

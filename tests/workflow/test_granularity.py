@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_project
+from tests.helpers.workflow import copy_project
 
 pytestmark = pytest.mark.integration
 

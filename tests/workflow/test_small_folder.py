@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from beadseg.data.lookalikes import write_folder
-from tests.tiny_project import tiny_params
+from tests.helpers.tiny import tiny_params
 
 GOOD, BROKEN = "learns", "forced_degenerate"
 

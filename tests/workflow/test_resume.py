@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import GIT_ENV, make_project, run, set_param
+from tests.helpers.workflow import GIT_ENV, make_project, run, set_param
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ from beadseg.data.fingerprint import (
 )
 from beadseg.data.prepare import load_tiles
 from beadseg.errors import ConfigError, DataError
-from tests.tiny_project import make_tiny_project, tiny_params
+from tests.helpers.tiny import make_tiny_project, tiny_params
 
 
 def _disk(shape: tuple[int, int], cy: int, cx: int, r: int) -> np.ndarray:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 from beadseg import paths
 from beadseg.analysis import FIGURES
-sys.path.insert(0, str(Path(__file__).parent))
-from test_analysis_fakes import make_project, run_analysis
+from tests.helpers.fakes import make_project, run_analysis
 
 ONE_RUN = {"only": {"tile_size": 32, "best": 0.5, "final": 0.48, "best_epoch": 6, "epochs_run": 10}}
 ONE_LOSS = {

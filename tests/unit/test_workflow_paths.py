@@ -8,12 +8,11 @@ file of beadseg.paths must appear in both engines.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from beadseg import paths
 from beadseg.analysis import FIGURES
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 RUN, SIZE, SPLIT = "{run}", "{size}", "{split}"
 
 

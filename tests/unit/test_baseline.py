@@ -12,7 +12,7 @@ from beadseg import paths
 from beadseg.baseline import THRESHOLD_METHODS, choose_method, run_baseline, segment, write_baseline
 from beadseg.errors import ConfigError, DataError
 from beadseg.metrics import jaccard
-from tests.tiny_project import make_tiny_project
+from tests.helpers.tiny import make_tiny_project
 
 SIZE = 256
 

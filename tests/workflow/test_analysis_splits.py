@@ -9,7 +9,6 @@ split.json), never copied from the code's output.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,7 @@ from beadseg.analysis.aggregate import aggregate
 from beadseg.analysis.gradients import pixel_gradient_analysis
 from beadseg.config import load_config
 from beadseg.errors import DataError
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_analysis_fakes import analysed_project, make_project  # noqa: E402
+from tests.helpers.fakes import analysed_project, make_project  # noqa: E402
 
 # Test agrees with val: the fakes derive each run's test Jaccard from its val score, keeping the order.
 AGREE = {

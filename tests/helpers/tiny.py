@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from beadseg.config import Config, validate
-from beadseg.data.prepare import run_split, run_tile
-from beadseg.data.synth import write_dataset
+from beadseg.data.build import build_dataset
 
 
 def tiny_params(**train: Any) -> dict[str, Any]:
@@ -23,10 +22,4 @@ def tiny_params(**train: Any) -> dict[str, Any]:
 
 def make_tiny_project(root: Path, params: dict[str, Any] | None = None) -> Config:
     """Write the synthetic images, split and tiles under ``root``; return the validated config."""
-    cfg = validate(params or tiny_params())
-    write_dataset(root / cfg.data.images, root / cfg.data.masks, n_images=cfg.data.synthetic.n_images,
-                  size=cfg.data.synthetic.size, seed=cfg.data.synthetic.seed, progress=False)
-    run_split(cfg.data, root=root, progress=False)
-    for size in cfg.tiling.sizes:
-        run_tile(cfg.tiling, size, root=root, progress=False)
-    return cfg
+    return build_dataset(validate(params or tiny_params()), root)

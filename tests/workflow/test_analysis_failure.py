@@ -9,7 +9,6 @@ fingerprint.json), so a report that drops or misstates any of them fails.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,7 @@ from beadseg.config import load_config
 from beadseg.errors import DataError
 from beadseg.plan import expand_grid
 from beadseg.quality import MIN_STEPS
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_analysis_fakes import analysed_project, make_project  # noqa: E402
+from tests.helpers.fakes import analysed_project, make_project  # noqa: E402
 
 # "tiny" has the highest tile-level score but learned nothing (full-image Jaccard below the all-bead
 # prediction, flat probability map, only 6 optimizer steps): it must never be named best.

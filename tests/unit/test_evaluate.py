@@ -14,7 +14,7 @@ from beadseg.config import EvaluationConfig, validate
 from beadseg.errors import ConfigError, DataError
 from beadseg.evaluate import evaluate_run, score_images, split_names
 from beadseg.train import train_run
-from tests.tiny_project import make_tiny_project, tiny_params
+from tests.helpers.tiny import make_tiny_project, tiny_params
 
 
 def three_touching_disks() -> np.ndarray:

@@ -63,7 +63,8 @@ def test_run_id_for_respects_axis_order():
 
 
 def test_replace_runs_block_keeps_comments_and_other_sections():
-    text = "# top comment\ndata:\n  source: synthetic  # keep me\nruns:\n  old: {lr: 1.0}\n  old2: {}\n\nfinetune: {}\n\n# analysis\nanalysis:\n  top_k: 3\n"
+    text = ("# top comment\ndata:\n  source: synthetic  # keep me\nruns:\n  old: {lr: 1.0}\n  old2: {}\n\n"
+            "finetune: {}\n\n# analysis\nanalysis:\n  top_k: 3\n")
     table = expand_grid({"grid": {"loss": ["dice", "focal"]}})
     new = replace_runs_block(text, table)
     assert "# top comment" in new and "# keep me" in new and "# analysis\nanalysis:" in new

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 import yaml
@@ -13,9 +10,7 @@ from beadseg.analysis import recommend, stats
 from beadseg.analysis.aggregate import runs_frame
 from beadseg.config import load_config
 from beadseg.plan import expand_grid
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_analysis_fakes import make_project  # noqa: E402
+from tests.helpers.fakes import make_project  # noqa: E402
 
 # A quiet search: no overfitting, early best epochs, best lr inside the grid, 64 px as good as 32 px,
 # replicates with a small spread.

@@ -23,7 +23,7 @@ from beadseg.data.synth import generate_pair
 from beadseg.errors import DataError
 from beadseg.inference import predict_full
 from beadseg.predict import BEAD_COLUMNS, SUMMARY_COLUMNS, _Progress
-from tests.tiny_project import tiny_params
+from tests.helpers.tiny import tiny_params
 
 PIXEL_UM = 0.325
 LOW, HIGH = 5.0, 95.0  # the model file's normalisation: deliberately not the old hard-coded 1 / 99.8

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ SIZE = 384
 SEEDS = (0, 1, 2)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sample(difficulty: str, seed: int, size: int = SIZE):  # noqa: ANN202 - cached SynthSample
     return generate_sample(size, seed, difficulty)
 

@@ -16,7 +16,7 @@ from beadseg import paths
 from beadseg.config import validate
 from beadseg.data.provenance import check_split
 from beadseg.errors import DataError
-from tests.tiny_project import make_tiny_project, tiny_params
+from tests.helpers.tiny import make_tiny_project, tiny_params
 
 
 @pytest.fixture
@@ -37,24 +37,6 @@ def test_other_data_settings_are_refused_naming_the_setting_and_the_step_to_reru
     params["data"]["val_fraction"] = 0.5
     with pytest.raises(DataError, match=r"data.val_fraction 0.25 -> 0.5.*beadseg split"):
         check_split(validate(params).data, project, step="tile")
-
-
-def test_a_preset_whose_folder_does_not_exist_stops_every_later_step(project):
-    """The scenario of the issue: the demo has run, then params.yaml names a folder nobody created."""
-    from beadseg.train import train_run
-
-    train_run(validate(tiny_params(max_epochs=1)), "a", root=project, progress=False)
-    model = (project / paths.model_file("a")).read_bytes()
-    params = tiny_params()
-    params["data"] = {"source": "folder", "images": "data/raw/images", "masks": "data/raw/masks"}
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for step in (["tile", "--size", "64"], ["train", "--run", "a", "--threads", "1"], ["evaluate", "--run", "a"],
-                 ["baseline"]):
-        out = beadseg(project, *step)
-        assert out.returncode == 2, out.stderr
-        (line,) = out.stderr.strip().splitlines()
-        assert "data.source 'synthetic' -> 'folder'" in line and "beadseg split" in line, line
-    assert (project / paths.model_file("a")).read_bytes() == model  # nothing was overwritten
 
 
 def test_changed_image_contents_are_refused_but_the_same_bytes_rewritten_pass(project):
@@ -87,17 +69,6 @@ def test_a_split_from_an_older_beadseg_is_refused(project):
     manifest.write_text(json.dumps(record))
     with pytest.raises(DataError, match="older beadseg"):
         check_split(validate(tiny_params()).data, project, step="tile")
-
-
-@pytest.mark.integration
-def test_snakemake_stops_at_parse_time_when_the_folder_does_not_exist(tmp_path, wf):
-    root = wf.make_project(tmp_path / "p", git=False)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["data"] = {**params["data"], "source": "folder", "images": "data/raw/images", "masks": "data/raw/masks"}
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = wf.run(["snakemake", "-n", "--cores", "1"], root, check=False)
-    assert out.returncode != 0
-    assert "data.images 'data/raw/images' in params.yaml is not a folder" in out.stdout + out.stderr
 
 
 def test_synth_never_writes_into_the_users_folder(tmp_path):

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from beadseg.config import ConfigError, validate
-from tests.conftest import REPO, copy_project, tiny_params_dict
+from tests.helpers.workflow import REPO, copy_project, tiny_params_dict
 
 PER_RUN_STAGES = ("train", "finetune", "evaluate", "evaluate-finetune")
 

@@ -13,7 +13,8 @@ import yaml
 from skimage.measure import label
 
 from beadseg.data.synth import generate_pair
-from tests.tiny_project import tiny_params
+from tests.helpers import REPO
+from tests.helpers.tiny import tiny_params
 
 
 def beadseg(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -100,8 +101,7 @@ def test_plan_refuses_to_write_an_invalid_table(tmp_path):
 def test_grid_presets_expand(preset):
     from beadseg.plan import expand_grid
 
-    root = Path(__file__).resolve().parents[1]
-    table = expand_grid(yaml.safe_load((root / "presets" / preset).read_text()))
+    table = expand_grid(yaml.safe_load((REPO / "presets" / preset).read_text()))
     assert len(table) >= 10
 
 
