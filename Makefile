@@ -16,7 +16,7 @@ help:
 	@echo "make dry-run       - what Snakemake would run (8 cores, 2 GPUs)"
 	@echo "make test          - install (if needed), lint, and run the whole test suite (tests/unit + tests/workflow)"
 	@echo "make test-fast     - tests/unit only: under a minute, what to run after each edit"
-	@echo "make lint          - ruff (pyflakes, pycodestyle, import order, likely bugs) on the code, tests and benchmarks"
+	@echo "make lint          - ruff (pyflakes, pycodestyle, import order, likely bugs) and mypy (types of beadseg/)"
 	@echo "make benchmark     - the training-step benchmark (benchmarks/train_step.py)"
 	@echo "make report-html   - Snakemake's HTML report of the last run (report.html)"
 	@echo "make clean-results - remove results/, logs/, per-rule benchmarks and Snakemake metadata"
@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 		$(BIN)/python -m pip install $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m pip install -e ".[workflow,test]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -51,6 +51,7 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 benchmark: install
 	PATH="$(BIN):$$PATH" $(BIN)/python benchmarks/train_step.py

@@ -238,7 +238,7 @@ def predict_files(model_path: Path, inputs: Sequence[Path], out_dir: Path, *, th
             channels_last = bool(cfg.channels_last and cuda)
             model.to(lease.device)
             if channels_last:
-                model.to(memory_format=torch.channels_last)
+                model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
             for i, path in enumerate(inputs, 1):
                 raw = io.read_image(path)
                 prob = predict_full(model, model_file.normalization.apply(raw), tile=model_file.tile_size,

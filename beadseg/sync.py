@@ -194,7 +194,7 @@ def from_dvc(cwd: Path = Path(".")) -> None:
     print("sync from-dvc: outputs match dvc.lock and `snakemake -n` has nothing to do", file=sys.stderr)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``beadseg sync`` on the CLI's subparsers."""
     p = sub.add_parser("sync", help="hand finished outputs from Snakemake to DVC or back, without re-running",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

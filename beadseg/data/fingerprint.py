@@ -77,7 +77,7 @@ def _instance_objects(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     fg = labels > 0
     ids, inverse = np.unique(labels[fg], return_inverse=True)
     areas = np.bincount(inverse.ravel(), minlength=len(ids)).astype(np.int64)
-    touching_ids = []
+    touching_ids: list[np.ndarray] = []
     for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
         contact = (a > 0) & (b > 0) & (a != b)
         touching_ids.extend((a[contact], b[contact]))

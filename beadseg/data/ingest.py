@@ -47,8 +47,12 @@ def add_folder(images: Path, masks: Path, name: str, root: Path = Path("."), dvc
         if tmp.exists():
             shutil.rmtree(tmp)
     if dvc and (root / ".dvc").is_dir():
-        proc = subprocess.run(["dvc", "add", str(target.relative_to(root))], cwd=root, capture_output=True,
-                              text=True, check=False)
+        try:
+            proc = subprocess.run(["dvc", "add", str(target.relative_to(root))], cwd=root, capture_output=True,
+                                  text=True, check=False)
+        except FileNotFoundError:
+            raise DataError(f"copied to '{target}', but the `dvc` command is not installed: "
+                            "pip install 'beadseg[workflow]', then run `dvc add " + str(target) + "`") from None
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
             raise DataError(f"copied to '{target}', but `dvc add` failed: {tail[0]}; run `dvc add {target}` yourself")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -310,7 +311,7 @@ def write_calibrated_tiff(path: str | os.PathLike[str], array: np.ndarray,
     array = np.ascontiguousarray(array)
     if array.ndim != 2:
         raise DataError(f"'{path}': expected a 2-D image to write, got shape {array.shape}")
-    kwargs: dict[str, object] = {"metadata": {}}
+    kwargs: dict[str, Any] = {"metadata": {}}
     if pixel_size is not None:
         size, unit = float(pixel_size[0]), str(pixel_size[1])
         if not (size > 0 and np.isfinite(size)):

@@ -62,7 +62,7 @@ def split_stems(stems: Sequence[str], val_fraction: float, seed: int,
 def save_arrays(target: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Atomically write an uncompressed ``.npz``."""
     with atomic_path(target) as tmp:
-        np.savez(tmp, **arrays)
+        np.savez(tmp, **dict[str, Any](arrays))
 
 
 def load_split(split: str, root: Path = Path(".")) -> dict[str, tuple[np.ndarray, np.ndarray]]:

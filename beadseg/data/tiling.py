@@ -10,6 +10,7 @@ requested size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -96,6 +97,7 @@ def _pad_axis_end(array: np.ndarray, axis: int, amount: int, mode: str) -> np.nd
     ``amount <= size``; larger pads are applied iteratively, and a size-1 axis
     (which cannot be reflected) falls back to ``edge``.
     """
+    step_mode: Any  # one of numpy's pad modes
     while amount > 0:
         size = array.shape[axis]
         if mode == "reflect":
@@ -208,7 +210,7 @@ def extract_tiles(
             "provide a mask of the same size as its image"
         )
 
-    empty = (
+    empty: tuple[np.ndarray, np.ndarray, list[TileRecord]] = (
         np.zeros((0, tile, tile), dtype=np.float16),
         np.zeros((0, tile, tile), dtype=np.uint8),
         [],
