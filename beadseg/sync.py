@@ -196,8 +196,7 @@ def from_dvc(cwd: Path = Path(".")) -> None:
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``beadseg sync`` on the CLI's subparsers."""
-    p = sub.add_parser("sync", help="hand finished outputs from Snakemake to DVC or back, without re-running",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser("sync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("direction", choices=["to-dvc", "from-dvc"])
     p.set_defaults(func=cmd_sync)
     return p

@@ -1,4 +1,4 @@
-"""The analysis steps: aggregate (runs.csv, summary.json) -> figures -> report.
+"""The analysis steps: aggregate (runs.csv, summary.json) -> measure (analysis_numbers.json) -> figures -> report.
 
 ``FIGURES`` is the list of figure files ``beadseg figures`` writes into results/report/figures/ (in
 this order); the Snakefile expands the same names, and dvc.yaml declares the whole folder.

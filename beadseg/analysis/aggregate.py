@@ -52,9 +52,15 @@ AP_KEY = re.compile(r"^ap_(\d+)$")
 _SAME_MODEL_KEYS = ("best_epoch", "best_val_jaccard")
 
 
+def _ap_threshold(key: str) -> int:
+    """The IoU threshold in percent of an AP key (``ap_50`` -> 50)."""
+    m = AP_KEY.match(key)
+    return int(m.group(1)) if m else -1
+
+
 def ap_keys(keys: Any) -> list[str]:
     """The val AP keys (``ap_50`` ...) among ``keys``, by IoU threshold."""
-    return sorted({k for k in keys if AP_KEY.match(str(k))}, key=lambda k: int(AP_KEY.match(k).group(1)))
+    return sorted({str(k) for k in keys if AP_KEY.match(str(k))}, key=_ap_threshold)
 
 
 def outcome_columns(aps: list[str]) -> list[str]:
@@ -191,12 +197,12 @@ def baseline_comparison(best_full: float | None, baseline: dict[str, Any], faile
     ``beats_baseline`` is false when no run is a result, null when either full-image score is missing.
     """
     base = baseline_jaccard(baseline)
-    defined = best_full is not None and base is not None
+    diff = best_full - base if best_full is not None and base is not None else None
     return {
         "baseline_method": baseline.get("method"),
         "baseline_full_val_jaccard": base,
-        "best_full_val_jaccard_minus_baseline": best_full - base if defined else None,
-        "beats_baseline": False if failed else (best_full > base if defined else None),
+        "best_full_val_jaccard_minus_baseline": diff,
+        "beats_baseline": False if failed else (None if diff is None else diff > 0),
     }
 
 
@@ -208,11 +214,11 @@ def baseline_test_comparison(best_test: float | None, baseline: dict[str, Any], 
     false when no run is a result.
     """
     base = _num(baseline.get("test_jaccard")) if has_test else None
-    defined = best_test is not None and base is not None
+    diff = best_test - base if best_test is not None and base is not None else None
     return {
         "baseline_test_jaccard": base,
-        "best_test_jaccard_minus_baseline": best_test - base if defined else None,
-        "beats_baseline_on_test": False if failed else (best_test > base if defined else None),
+        "best_test_jaccard_minus_baseline": diff,
+        "beats_baseline_on_test": False if failed else (None if diff is None else diff > 0),
     }
 
 

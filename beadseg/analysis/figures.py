@@ -1,12 +1,12 @@
-"""The seven analysis figures, one function each, drawn from runs.csv / histories.csv and (fig6, fig7)
-from the numbers of :mod:`beadseg.analysis.gradients`, which :func:`make_figures` also writes to
-``results/report/analysis_numbers.json`` for the report.
+"""The seven analysis figures, one function each: they only draw. fig1-fig5 draw runs.csv / histories.csv
+(and fig1 the threshold baseline, results/summary/baseline.json); fig6 and fig7 draw the numbers
+``beadseg measure`` wrote to results/report/analysis_numbers.json (:mod:`beadseg.analysis.numbers`).
+Nothing here is written for the report.
 
 Only the runs that are results are drawn (:func:`beadseg.analysis.stats.valid_runs`): a degenerate or
 diverged run never appears as a bar, a dot or a "best" anywhere; each figure says how many runs it
 left out, and draws a plain message instead of a chart when no run is a result. fig1 also draws the
-threshold baseline (results/summary/baseline.json) and the trivial "every pixel bead" score as
-reference lines.
+threshold baseline and the trivial "every pixel bead" score as reference lines.
 """
 
 from __future__ import annotations
@@ -21,22 +21,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from beadseg import paths  # noqa: E402
 from beadseg.analysis import FIGURES, stats  # noqa: E402
 from beadseg.analysis.aggregate import load_runs  # noqa: E402
-from beadseg.analysis.gradients import CLASSES, VARIANT_LABELS, curve_numbers, loss_curves, pixel_gradient_analysis  # noqa: E402
 from beadseg.analysis.inputs import baseline_jaccard, load_baseline  # noqa: E402
-from beadseg.config import Config, TrainConfig  # noqa: E402
-from beadseg.fsutil import atomic_path, json_safe, write_json  # noqa: E402
+from beadseg.analysis.numbers import CLASSES, VARIANT_LABELS, VARIANTS, load_numbers, number, per_size  # noqa: E402
+from beadseg.config import Config  # noqa: E402
+from beadseg.fsutil import atomic_path  # noqa: E402
 
 CLASS_LABELS = {"background": "background", "foreground_interior": "foreground interior", "boundary": "boundary"}
 CLASS_COLORS = {"background": "#9e9e9e", "foreground_interior": "#1f77b4", "boundary": "#d62728"}
-NUMBERS_FILE = paths.analysis_numbers_file().name
-
-
-def numbers_file(root: Path = Path(".")) -> Path:
-    return root / paths.REPORT_DIR / NUMBERS_FILE
 
 
 def save(fig: plt.Figure, target: Path) -> Path:
@@ -118,7 +114,7 @@ def _top_bars(ax: plt.Axes, top: pd.DataFrame, thr: float, ymax: float) -> None:
         if drop > 0:
             ax.annotate("", xy=(xi + 0.2, r.final_val_jaccard), xytext=(xi + 0.2, r.best_val_jaccard),
                         arrowprops={"arrowstyle": "->", "color": color, "lw": 1.5})
-        ax.text(xi, max(r.best_val_jaccard, r.final_val_jaccard) + 0.03 * max(ymax, 0.1),
+        ax.text(float(xi), max(r.best_val_jaccard, r.final_val_jaccard) + 0.03 * max(ymax, 0.1),
                 f"drop {100 * drop:.1f} %", ha="center", fontsize=8, color=color,
                 fontweight="bold" if drop > thr else "normal")
     ax.set_xticks(x, [f"#{int(r['rank'])}\n{_short(str(r['run_id']))}" for _, r in top.iterrows()], fontsize=8)
@@ -323,37 +319,56 @@ def fig_convergence(runs: pd.DataFrame, target: Path) -> Path:
 # --------------------------------------------------------------------------- fig6
 
 
-def fig_loss_mathematics(curves: dict[str, Any], tc: TrainConfig, fg_fraction: float, target: Path) -> Path:
-    """Dice vs focal as functions of p_t, the focusing term for several gamma, per-pixel gradient magnitudes."""
-    pt = curves["p_t"]
-    fig, axs = plt.subplots(1, 3, figsize=(16, 4.6))
-    a, g = tc.focal_alpha, tc.focal_gamma
-    axs[0].plot(pt, curves["ce"], color="black", ls=":", label="cross-entropy −log p_t")
-    axs[0].plot(pt, curves["focal_fg"], color="#d62728", label=f"focal, bead pixel (α={a:g}, γ={g:g})")
-    axs[0].plot(pt, curves["focal_bg"], color="#ff9896", label=f"focal, background pixel (1−α={1 - a:g})")
-    axs[0].plot(pt, curves["dice"], color="#1f77b4", lw=2, label=f"dice, all pixels at p_t (fg {100 * fg_fraction:.1f} %)")
-    axs[0].set(xlabel="p_t: predicted probability of the true class", ylabel="loss (unitless)", ylim=(0, 2.5),
-               title="Loss vs prediction quality")
-    for gm, mod in curves["modulation"].items():
-        axs[1].plot(pt, mod, label=f"γ = {gm:g}" + (" (runs)" if gm == g else ""), lw=2.5 if gm == g else 1.3)
-    m09 = float(np.interp(0.9, pt, curves["modulation"].get(g, (1 - pt) ** g)))
-    axs[1].axvline(0.9, color="grey", ls=":")
-    axs[1].annotate(f"p_t = 0.9, γ={g:g}: weight {m09:.3g}\n(down-weighted {100 * (1 - m09):.1f} %)",
-                    (0.9, m09), xytext=(0.35, 0.55), fontsize=8, arrowprops={"arrowstyle": "->"})
-    axs[1].set(xlabel="p_t: predicted probability of the true class", ylabel="focusing term (1 − p_t)^γ",
-               title="Focal focusing term", ylim=(0, 1.02))
+def _fig6_losses(ax: plt.Axes, curves: dict[str, Any], f6: dict[str, Any], numbers: dict[str, Any]) -> None:
+    pt, a, g = curves["p_t"], f6["focal_alpha"], f6["focal_gamma"]
+    fg = 100 * number(numbers.get("fig6_foreground_fraction"))
+    fg_label = f"fg {fg:.1f} %" + ("" if numbers.get("fig6_foreground_fraction_measured") else ", a default")
+    ax.plot(pt, curves["ce"], color="black", ls=":", label="cross-entropy −log p_t")
+    ax.plot(pt, curves["focal_fg"], color="#d62728", label=f"focal, bead pixel (α={a:g}, γ={g:g})")
+    ax.plot(pt, curves["focal_bg"], color="#ff9896", label=f"focal, background pixel (1−α={1 - a:g})")
+    ax.plot(pt, curves["dice"], color="#1f77b4", lw=2, label=f"dice, all pixels at p_t ({fg_label})")
+    ax.set(xlabel="p_t: predicted probability of the true class", ylabel="loss (unitless)", ylim=(0, 2.5),
+           title="Loss vs prediction quality")
+
+
+def _fig6_focusing(ax: plt.Axes, curves: dict[str, Any], f6: dict[str, Any]) -> None:
+    pt, g = curves["p_t"], f6["focal_gamma"]
+    for gm in curves["gammas"]:
+        ax.plot(pt, curves["modulation"][f"{gm:g}"], label=f"γ = {gm:g}" + (" (runs)" if gm == g else ""),
+                lw=2.5 if gm == g else 1.3)
+    m09 = number(f6.get("modulation_pt_0.9"))
+    ax.axvline(0.9, color="grey", ls=":")
+    ax.annotate(f"p_t = 0.9, γ={g:g}: weight {m09:.3g}\n(down-weighted {100 * (1 - m09):.1f} %)",
+                (0.9, m09), xytext=(0.35, 0.55), fontsize=8, arrowprops={"arrowstyle": "->"})
+    ax.set(xlabel="p_t: predicted probability of the true class", ylabel="focusing term (1 − p_t)^γ",
+           title="Focal focusing term", ylim=(0, 1.02))
+
+
+def _fig6_gradients(ax: plt.Axes, curves: dict[str, Any]) -> None:
     styles = {"dice": "#1f77b4", "focal": "#d62728", "combined": "#9467bd", "no_focal_term": "black"}
     for name, color in styles.items():
-        axs[2].plot(pt, curves["grad"][name]["fg"], color=color, label=f"{VARIANT_LABELS[name]}, bead pixel")
-        axs[2].plot(pt, curves["grad"][name]["bg"], color=color, ls="--", label="… background pixel")
-    axs[2].set_yscale("log")
-    axs[2].set(xlabel="p_t: predicted probability of the true class", ylabel="N × |∂L/∂logit| per pixel (log)",
-               title="Per-pixel gradient magnitude")
+        ax.plot(curves["p_t"], curves["grad"][name]["fg"], color=color, label=f"{VARIANT_LABELS[name]}, bead pixel")
+        ax.plot(curves["p_t"], curves["grad"][name]["bg"], color=color, ls="--", label="… background pixel")
+    ax.set_yscale("log")
+    ax.set(xlabel="p_t: predicted probability of the true class", ylabel="N × |∂L/∂logit| per pixel (log)",
+           title="Per-pixel gradient magnitude")
+
+
+def fig_loss_mathematics(numbers: dict[str, Any], target: Path) -> Path:
+    """Dice vs focal as functions of p_t, the focusing term for several gamma, per-pixel gradient magnitudes
+    (the curves ``beadseg measure`` computed)."""
+    curves, f6 = numbers["fig6_curves"], numbers["fig6"]
+    fig, axs = plt.subplots(1, 3, figsize=(16, 4.6))
+    _fig6_losses(axs[0], curves, f6, numbers)
+    _fig6_focusing(axs[1], curves, f6)
+    _fig6_gradients(axs[2], curves)
     for ax in axs:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-    fig.suptitle("Loss mathematics, computed with beadseg.losses and autograd (dice: a 64×64 image with the measured "
-                 "validation foreground fraction, every pixel at p_t)", fontsize=10)
+    fg = ("the measured validation foreground fraction" if numbers.get("fig6_foreground_fraction_measured")
+          else "a default foreground fraction (not measured)")
+    fig.suptitle("Loss mathematics, computed with beadseg.losses and autograd (dice: a 64×64 image with "
+                 f"{fg}, every pixel at p_t)", fontsize=10)
     fig.tight_layout()
     return save(fig, target)
 
@@ -361,80 +376,96 @@ def fig_loss_mathematics(curves: dict[str, Any], tc: TrainConfig, fg_fraction: f
 # --------------------------------------------------------------------------- fig7
 
 
-def fig_pixel_gradients(analysis: dict[str, Any], target: Path) -> Path:
-    """Per tile size: pixel shares by class and each class's share of |dL/dlogit| with/without the focal term."""
-    per = analysis.get("per_size", {})
-    sizes = [s for s in per]
-    fig, axs = plt.subplots(1, 3, figsize=(16, 4.8), gridspec_kw={"width_ratios": [1, 1.5, 1]})
-    if not sizes:
-        for ax in axs:
-            _message(ax, "no validation data or models: " + str(analysis.get("note", "")))
-        return save(fig, target)
-    x = np.arange(len(sizes))
+def _fig7_pixels(ax: plt.Axes, per: dict[str, dict[str, Any]]) -> None:
+    """Pixel shares by class, one bar group per class, one hatch per tile size."""
+    sizes = list(per)
     cx = np.arange(len(CLASSES))
     wd = 0.8 / len(sizes)
     for i, s in enumerate(sizes):
-        vals = np.array([100 * per[s]["pixel_share"][c] for c in CLASSES])
+        vals = np.array([100 * number(per[s]["pixel_share"].get(c)) for c in CLASSES])
         xs = cx + (i - (len(sizes) - 1) / 2) * wd
-        axs[0].bar(xs, vals, wd * 0.92, color=[CLASS_COLORS[c] for c in CLASSES], edgecolor="white",
-                   hatch="" if i == 0 else "//", label=f"{s} px tiles ({per[s]['n_tiles']} val tiles)")
+        ax.bar(xs, vals, wd * 0.92, color=[CLASS_COLORS[c] for c in CLASSES], edgecolor="white",
+               hatch="" if i == 0 else "//", label=f"{s} px tiles ({per[s]['n_tiles']} val tiles)")
         for xi, v in zip(xs, vals):
-            axs[0].text(xi, v * 1.08, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
-    axs[0].set_yscale("log")
-    axs[0].set_xticks(cx, [CLASS_LABELS[c] for c in CLASSES])
-    axs[0].set(ylabel="share of validation pixels (%, log)", title="Pixels by difficulty class (number: %)",
-               ylim=(None, 400))
-    leg = axs[0].legend(fontsize=7, loc="upper right")
+            if np.isfinite(v):
+                ax.text(float(xi), v * 1.08, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_xticks(cx, [CLASS_LABELS[c] for c in CLASSES])
+    ax.set(ylabel="share of validation pixels (%, log)", title="Pixels by difficulty class (number: %)",
+           ylim=(None, 400))
+    leg = ax.legend(fontsize=7, loc="upper right")
     for h in leg.legend_handles:
-        h.set_facecolor("white")
-        h.set_edgecolor("black")
-    if not any(per[s].get("gradients") for s in sizes):
-        notes = "\n".join(f"{s} px: {per[s].get('note', 'no model')}" for s in sizes)
-        _message(axs[1], f"No gradient analysis:\n{notes}\n(degenerate and diverged runs are never analysed)")
-        axs[2].set_visible(False)
-        fig.tight_layout()
-        return save(fig, target)
-    variants = ["no_focal_term", "focal", "dice", "combined"]
+        if isinstance(h, Patch):
+            h.set_facecolor("white")
+            h.set_edgecolor("black")
+
+
+def _fig7_shares(ax: plt.Axes, per: dict[str, dict[str, Any]]) -> None:
+    """Each class's share of the gradient per loss variant, stacked, one hatch per tile size."""
+    sizes = list(per)
     labels_v = {"no_focal_term": "γ=0", "focal": "focal", "dice": "dice", "combined": "combined"}
     width = 0.8 / len(sizes)
-    centers = np.arange(len(variants))
+    centers = np.arange(len(VARIANTS))
     for i, s in enumerate(sizes):
         gr = per[s].get("gradients")
         if not gr:
             continue
-        bottom = np.zeros(len(variants))
+        xs = centers + (i - (len(sizes) - 1) / 2) * width
+        bottom = np.zeros(len(VARIANTS))
         for c in CLASSES:
-            vals = np.array([100 * gr[v]["share"][c] for v in variants])
-            axs[1].bar(centers + (i - (len(sizes) - 1) / 2) * width, vals, width * 0.92, bottom=bottom,
-                       color=CLASS_COLORS[c], edgecolor="white", hatch="" if i == 0 else "//",
-                       label=f"{CLASS_LABELS[c]} ({s} px)")
+            vals = np.array([100 * number(gr[v]["share"][c]) for v in VARIANTS])
+            ax.bar(xs, vals, width * 0.92, bottom=bottom, color=CLASS_COLORS[c], edgecolor="white",
+                   hatch="" if i == 0 else "//", label=f"{CLASS_LABELS[c]} ({s} px)")
             if c == "boundary":
-                for xi, v, b in zip(centers + (i - (len(sizes) - 1) / 2) * width, vals, bottom):
-                    axs[1].text(xi, b + v / 2, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white")
+                for xi, v, b in zip(xs, vals, bottom):
+                    ax.text(float(xi), b + v / 2, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white")
             bottom += vals
-    axs[1].set_xticks(centers, [labels_v[v] for v in variants])
-    axs[1].set(xlabel="loss (model's real predictions on validation tiles)",
-               ylabel="share of total |∂L/∂logit| (%)", title="Who receives the gradient (white number: boundary %)",
-               ylim=(0, 125))
-    axs[1].legend(fontsize=6.5, ncol=len(sizes), loc="upper center")
-    amp = [per[s].get("boundary_amplification") for s in sizes]
-    imb0 = [per[s].get("imbalance_background_to_boundary_without_focal") for s in sizes]
-    imb1 = [per[s].get("imbalance_background_to_boundary_with_focal") for s in sizes]
-    w = 0.25
-    for j, (vals, lab, col) in enumerate([(amp, "boundary amplification (focal / γ=0)", "#d62728"),
-                                          (imb0, "background:boundary, γ=0", "0.45"),
-                                          (imb1, "background:boundary, focal", "0.75")]):
-        v = np.array([np.nan if a is None else a for a in vals], dtype=float)
-        axs[2].bar(x + (j - 1) * w, v, w, label=lab, color=col)
+    ax.set_xticks(centers, [labels_v[v] for v in VARIANTS])
+    ax.set(xlabel="loss (model's real predictions on validation tiles)",
+           ylabel="share of total |∂L/∂logit| (%)", title="Who receives the gradient (white number: boundary %)",
+           ylim=(0, 125))
+    ax.legend(fontsize=6.5, ncol=len(sizes), loc="upper center")
+
+
+def _fig7_ratios(ax: plt.Axes, per: dict[str, dict[str, Any]]) -> None:
+    """Boundary amplification and background:boundary imbalance per tile size."""
+    sizes = list(per)
+    x = np.arange(len(sizes))
+    bars = [("boundary_amplification", "boundary amplification (focal / γ=0)", "#d62728"),
+            ("imbalance_background_to_boundary_without_focal", "background:boundary, γ=0", "0.45"),
+            ("imbalance_background_to_boundary_with_focal", "background:boundary, focal", "0.75")]
+    w, drawn = 0.25, []
+    for j, (key, lab, col) in enumerate(bars):
+        v = np.array([number(per[s].get(key)) for s in sizes], dtype=float)
+        ax.bar(x + (j - 1) * w, v, w, label=lab, color=col)
         for xi, vi in zip(x + (j - 1) * w, v):
             if np.isfinite(vi):
-                axs[2].text(xi, vi, f"{vi:.3g}×" if j == 0 else f"{vi:.3g}:1", ha="center", va="bottom", fontsize=7)
-    axs[2].set_xticks(x, [f"{s} px\n(model {_short(str(per[s].get('model_run')), 18)})" for s in sizes], fontsize=7)
-    axs[2].set(ylabel="ratio (×)", title="Amplification and imbalance of gradient")
-    axs[2].set_yscale("log")
-    top = max([v for v in [*amp, *imb0, *imb1] if v is not None] or [1.0])
-    axs[2].set_ylim(None, top * 30)
-    axs[2].legend(fontsize=7, loc="upper center", ncol=1)
+                ax.text(float(xi), vi, f"{vi:.3g}×" if j == 0 else f"{vi:.3g}:1", ha="center", va="bottom", fontsize=7)
+                drawn.append(float(vi))
+    ax.set_xticks(x, [f"{s} px\n(model {_short(str(per[s].get('model_run')), 18)})" for s in sizes], fontsize=7)
+    ax.set(ylabel="ratio (×)", title="Amplification and imbalance of gradient")
+    ax.set_yscale("log")
+    ax.set_ylim(None, max(drawn or [1.0]) * 30)
+    ax.legend(fontsize=7, loc="upper center", ncol=1)
+
+
+def fig_pixel_gradients(numbers: dict[str, Any], target: Path) -> Path:
+    """Per tile size: pixel shares by class and each class's share of |dL/dlogit| with/without the focal term."""
+    per = per_size(numbers)
+    fig, axs = plt.subplots(1, 3, figsize=(16, 4.8), gridspec_kw={"width_ratios": [1, 1.5, 1]})
+    if not per:
+        for ax in axs:
+            _message(ax, "no validation data or models: " + str(numbers.get("fig7", {}).get("note", "")))
+        return save(fig, target)
+    _fig7_pixels(axs[0], per)
+    if not any(p.get("gradients") for p in per.values()):
+        notes = "\n".join(f"{s} px: {p.get('note', 'no model')}" for s, p in per.items())
+        _message(axs[1], f"No gradient analysis:\n{notes}\n(degenerate and diverged runs are never analysed)")
+        axs[2].set_visible(False)
+        fig.tight_layout()
+        return save(fig, target)
+    _fig7_shares(axs[1], per)
+    _fig7_ratios(axs[2], per)
     for ax in axs:
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Pixel classes (boundaries: skimage find_boundaries, thick) and their share of the loss gradient, "
@@ -446,38 +477,19 @@ def fig_pixel_gradients(analysis: dict[str, Any], target: Path) -> Path:
 # --------------------------------------------------------------------------- all
 
 
-def best_run_id(runs: pd.DataFrame) -> str | None:
-    """The best result's run id (None when no run is a result)."""
-    valid = stats.valid_runs(runs)
-    return None if valid.empty else str(valid.iloc[0]["run_id"])
-
-
-def best_train_config(runs: pd.DataFrame, cfg: Config) -> TrainConfig:
-    """The best result's settings, or the train defaults when there is no result."""
-    rid = best_run_id(runs)
-    return cfg.runs[rid] if rid in cfg.runs else cfg.train_defaults
-
-
 def make_figures(cfg: Config, root: Path = Path(".")) -> list[Path]:
+    """Draw the seven figures from runs.csv, histories.csv, baseline.json and the analysis numbers file."""
     runs = load_runs(root)
     histories = pd.read_csv(root / paths.histories_table())
     baseline = load_baseline(root)
+    numbers = load_numbers(root)
     out = root / paths.FIGURES_DIR
-    tc = best_train_config(runs, cfg)
-    analysis = pixel_gradient_analysis(cfg, runs, root)
-    fg = analysis.get("val_foreground_fraction")
-    fg = fg if isinstance(fg, float) and math.isfinite(fg) and fg > 0 else 0.1
-    curves = loss_curves(tc, fg)
-    written = [
+    return [
         fig_top_configurations(runs, cfg, out / FIGURES[0], baseline),
         fig_hyperparameter_impact(runs, cfg, out / FIGURES[1]),
         fig_learning_curves(runs, histories, out / FIGURES[2]),
         fig_loss_comparison(runs, out / FIGURES[3]),
         fig_convergence(runs, out / FIGURES[4]),
-        fig_loss_mathematics(curves, tc, fg, out / FIGURES[5]),
-        fig_pixel_gradients(analysis, out / FIGURES[6]),
+        fig_loss_mathematics(numbers, out / FIGURES[5]),
+        fig_pixel_gradients(numbers, out / FIGURES[6]),
     ]
-    numbers = {"fig6": curve_numbers(curves, tc), "fig6_foreground_fraction": fg,
-               "fig6_best_run": best_run_id(runs), "fig7": analysis}
-    write_json(numbers_file(root), json_safe(numbers))
-    return written

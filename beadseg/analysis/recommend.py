@@ -296,24 +296,13 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def next_search(runs: pd.DataFrame, cfg: Config, recs: list[Recommendation]) -> dict[str, Any]:
-    """The proposed next grid (beadseg plan format): best result's settings, axes from the fired rules.
-
-    When no run is a result, :func:`failed_search_spec` proposes the fix of the failure instead.
-    """
-    if search_failed(runs):
-        return failed_search_spec(runs, cfg, recs)
-    by_rule = {r.rule: r for r in recs}
-    ok = stats.valid_runs(runs)
-    best = ok.iloc[0]
-    grid: dict[str, list[Any]] = {}
-    sizes = sorted(int(s) for s in runs["tile_size"].unique())
-    grid["tile_size"] = sizes
-    losses = stats.loss_stats(ok)
+def _next_grid(runs: pd.DataFrame, best: pd.Series, by_rule: dict[str, Recommendation]) -> dict[str, list[Any]]:
+    """The axes of the next grid: every tile size, the best (and second) loss, the lrs and dropouts the rules ask."""
+    grid: dict[str, list[Any]] = {"tile_size": sorted(int(s) for s in runs["tile_size"].unique())}
+    losses = stats.loss_stats(stats.valid_runs(runs))
     loss_values = [str(best["loss"])]
     if len(losses) > 1:
-        second = [v for v in losses["loss"] if v != best["loss"]][0]
-        loss_values.append(str(second))
+        loss_values.append(str([v for v in losses["loss"] if v != best["loss"]][0]))
     grid["loss"] = loss_values
     lr_rec = by_rule.get("lr_edge") or by_rule.get("lr_single")
     lrs = list(lr_rec.changes["lr"]) if lr_rec else [float(best["lr"])]
@@ -322,28 +311,34 @@ def next_search(runs: pd.DataFrame, cfg: Config, recs: list[Recommendation]) -> 
     grid["lr"] = [float(v) for v in lrs]
     if "overfitting" in by_rule:
         grid["dropout"] = list(by_rule["overfitting"].changes["dropout"])
+    return grid
+
+
+def _next_fixed(runs: pd.DataFrame, cfg: Config, best: pd.Series, grid: dict[str, list[Any]],
+                by_rule: dict[str, Recommendation]) -> dict[str, Any]:
+    """Settings fixed at the best run's value (varied axes not in the grid), plus the epoch cap rule's change."""
     fixed: dict[str, Any] = {}
-    defaults = cfg.train_defaults.to_dict()
     for axis in stats.varied_axes(runs):
         if axis not in grid and axis not in ("init_from", "extra_tile_sizes"):
             fixed[axis] = _plain(best[axis])
-    if "dropout" not in grid and "dropout" not in fixed and float(best["dropout"]) != defaults["dropout"]:
+    if "dropout" not in grid and "dropout" not in fixed and \
+            float(best["dropout"]) != cfg.train_defaults.to_dict()["dropout"]:
         fixed["dropout"] = float(best["dropout"])
     if "epoch_cap" in by_rule:
         fixed.update(by_rule["epoch_cap"].changes)
-    seeds = None
-    rep = by_rule.get("replicate_variance") or by_rule.get("no_replicates")
-    if rep:
-        seeds = list(rep.changes["seeds"])
+    return fixed
 
-    def size_of() -> int:
-        n = 1
-        for v in grid.values():
-            n *= len(v)
-        return n * (len(seeds) if seeds else 1)
 
-    # Keep the next search affordable: trim the least informative axes first.
-    while size_of() > MAX_NEXT_RUNS:
+def _grid_size(grid: dict[str, list[Any]], seeds: list[Any] | None) -> int:
+    n = 1
+    for v in grid.values():
+        n *= len(v)
+    return n * (len(seeds) if seeds else 1)
+
+
+def _trim(grid: dict[str, list[Any]], seeds: list[Any] | None, best_lr: float) -> list[Any] | None:
+    """Keep the next search affordable: trim the least informative axes first (``grid`` in place); the seeds."""
+    while _grid_size(grid, seeds) > MAX_NEXT_RUNS:
         if seeds and len(seeds) > 2:
             seeds = seeds[:max(2, len(seeds) - 2)] if len(seeds) > 3 else seeds[:2]
         elif len(grid.get("loss", [])) > 1:
@@ -351,42 +346,62 @@ def next_search(runs: pd.DataFrame, cfg: Config, recs: list[Recommendation]) -> 
         elif len(grid.get("dropout", [])) > 2:
             grid["dropout"] = grid["dropout"][:2]
         elif len(grid.get("lr", [])) > 2:
-            grid["lr"] = grid["lr"][-2:] if grid["lr"][-1] == float(best["lr"]) else grid["lr"][:2]
+            grid["lr"] = grid["lr"][-2:] if grid["lr"][-1] == best_lr else grid["lr"][:2]
         elif len(grid.get("tile_size", [])) > 1:
             grid["tile_size"] = grid["tile_size"][:1]
         else:
             break
-    spec: dict[str, Any] = {"grid": {k: v for k, v in grid.items()}, "fixed": fixed}
+    return seeds
+
+
+def _find_run(table: dict[str, dict[str, Any]], size: int, point: dict[str, Any], seed0: Any) -> str | None:
+    """The run of the expanded grid at ``point`` with tile size ``size`` (and the first seed)."""
+    for rid, over in table.items():
+        if over["tile_size"] == size and all(over.get(k) == v for k, v in point.items()) and \
+                (seed0 is None or over.get("seed") == seed0):
+            return rid
+    return None
+
+
+def _add_resolution_runs(spec: dict[str, Any], best: pd.Series, res: Recommendation) -> None:
+    """The resolution rule's large-tile run (``include``) and its progressive variant (``res.changes``)."""
+    grid, seeds = spec["grid"], spec.get("seeds")
+    table = expand_grid(spec)
+    point = {"loss": grid["loss"][0], "lr": float(best["lr"]) if float(best["lr"]) in grid["lr"] else grid["lr"][-1]}
+    if "dropout" in grid:
+        point["dropout"] = grid["dropout"][0]
+    small_id = _find_run(table, res.changes["small"], point, seeds[0] if seeds else None)
+    if not small_id:
+        return
+    base = {k: v for k, v in table[small_id].items() if k != "seed"}
+    large = res.changes["large"]
+    spec["include"] = {f"t{large}_acc{res.changes['accumulation_steps']}": {
+        **base, "tile_size": large, "accumulation_steps": res.changes["accumulation_steps"]}}
+    # Progressive training needs a finetune entry (init_from is not allowed in runs): suggested
+    # as a comment by render_next_search.
+    res.changes["finetune"] = {f"t{large}_from_t{res.changes['small']}": {
+        **base, "tile_size": large, "init_from": small_id}}
+
+
+def next_search(runs: pd.DataFrame, cfg: Config, recs: list[Recommendation]) -> dict[str, Any]:
+    """The proposed next grid (beadseg plan format): best result's settings, axes from the fired rules.
+
+    When no run is a result, :func:`failed_search_spec` proposes the fix of the failure instead.
+    """
+    if search_failed(runs):
+        return failed_search_spec(runs, cfg, recs)
+    by_rule = {r.rule: r for r in recs}
+    best = stats.valid_runs(runs).iloc[0]
+    grid = _next_grid(runs, best, by_rule)
+    fixed = _next_fixed(runs, cfg, best, grid, by_rule)
+    rep = by_rule.get("replicate_variance") or by_rule.get("no_replicates")
+    seeds = _trim(grid, list(rep.changes["seeds"]) if rep else None, float(best["lr"]))
+    spec: dict[str, Any] = {"grid": dict(grid), "fixed": fixed}
     if seeds:
         spec["seeds"] = seeds
     res = by_rule.get("resolution")
     if res and res.changes["large"] in grid["tile_size"] and res.changes["small"] in grid["tile_size"]:
-        table = expand_grid(spec)
-        point = {"loss": grid["loss"][0], "lr": float(best["lr"]) if float(best["lr"]) in grid["lr"] else grid["lr"][-1]}
-        if "dropout" in grid:
-            point["dropout"] = grid["dropout"][0]
-        seed0 = seeds[0] if seeds else None
-
-        def find(size: int) -> str | None:
-            for rid, over in table.items():
-                if over["tile_size"] == size and all(over.get(k) == v for k, v in point.items()) and \
-                        (seed0 is None or over.get("seed") == seed0):
-                    return rid
-            return None
-
-        small_id = find(res.changes["small"])
-        if small_id:
-            base = dict(table[small_id])
-            large = res.changes["large"]
-            spec["include"] = {
-                f"t{large}_acc{res.changes['accumulation_steps']}": {
-                    **{k: v for k, v in base.items() if k != "seed"}, "tile_size": large,
-                    "accumulation_steps": res.changes["accumulation_steps"]},
-            }
-            # Progressive training needs a finetune entry (init_from is not allowed in runs): suggested
-            # as a comment by render_next_search.
-            res.changes["finetune"] = {f"t{large}_from_t{res.changes['small']}": {
-                **{k: v for k, v in base.items() if k != "seed"}, "tile_size": large, "init_from": small_id}}
+        _add_resolution_runs(spec, best, res)
     return spec
 
 

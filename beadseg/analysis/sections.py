@@ -100,7 +100,7 @@ def _failed_baseline(baseline: Mapping[str, Any], test: bool) -> list[str]:
 
 
 def _verdict(run_id: str, beats: bool | None, diff: float | None, split: str) -> str:
-    if beats is None:
+    if beats is None or diff is None:
         return "One of the two full-image scores is missing, so whether the search beats the baseline is unknown."
     if beats:
         return f"The best run beats the baseline by {fmt(diff)}."

@@ -148,7 +148,8 @@ def test_pick_sentence(valid: pd.DataFrame) -> str:
 def _split_sizes(runs: pd.DataFrame, baseline: Mapping[str, Any], manifest: Mapping[str, Any],
                  fingerprint: Mapping[str, Any]) -> dict[str, str]:
     """Images per split: split.json, else the fingerprint, else what the runs were scored on."""
-    listed = manifest.get("splits") if isinstance(manifest.get("splits"), Mapping) else {}
+    entry = manifest.get("splits")
+    listed: Mapping[str, Any] = entry if isinstance(entry, Mapping) else {}
     sizes = {}
     for name in SPLITS:
         if isinstance(listed.get(name), list):

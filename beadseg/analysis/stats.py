@@ -243,3 +243,17 @@ def efficiency(runs: pd.DataFrame, top: int = 10) -> pd.DataFrame:
     e["jaccard_per_second"] = e[SCORE] / e["train_seconds"].where(e["train_seconds"] > 0)
     key = "jaccard_per_second" if e["jaccard_per_second"].notna().any() else "jaccard_per_epoch"
     return e.sort_values(key, ascending=False, kind="stable").head(top).reset_index(drop=True)
+
+
+def steps_per_epoch(runs: pd.DataFrame, tile_size: int) -> float:
+    """Mean optimizer steps per epoch run of the runs of one tile size (NaN when runs.csv cannot tell)."""
+    if "optimizer_steps" not in runs or runs["optimizer_steps"].isna().all():
+        return float("nan")
+    per_epoch = runs["optimizer_steps"] / runs["epochs_run"].where(runs["epochs_run"] > 0)
+    return float(per_epoch[runs["tile_size"] == tile_size].mean())
+
+
+def mean_spread(runs: pd.DataFrame, column: str, score: str = SCORE) -> float:
+    """Largest minus smallest mean score over the values of ``column``."""
+    means = group_stats(runs, column, score)["mean"]
+    return float(means.max() - means.min())

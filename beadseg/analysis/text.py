@@ -1,4 +1,4 @@
-"""Spelling of numbers and tables in the Markdown documents (shared by report.py and sections.py)."""
+"""Spelling of numbers, tables and figure links in the Markdown documents (shared by the report modules)."""
 
 from __future__ import annotations
 
@@ -44,3 +44,13 @@ def markdown_table(frame: pd.DataFrame, formats: Mapping[str, Callable[[Any], st
         cells = [formats.get(c, fmt)(v) for c, v in zip(frame.columns, row)]
         body.append("| " + " | ".join(cells) + " |")
     return "\n".join([head, sep, *body])
+
+
+NEXT_SEARCH = "next_search.yaml"  # the report folder's documents, as REPORT.md links them (beadseg.paths)
+MATH_SUMMARY = "MATHEMATICAL_ANALYSIS_SUMMARY.md"
+COMPLETE = "ANALYSIS_COMPLETE.md"
+
+
+def figure(name: str, caption: str) -> str:
+    """A figure of results/report/figures/ with its caption, as REPORT.md shows it."""
+    return f"![{name}](figures/{name})\n\n*{caption}*\n"

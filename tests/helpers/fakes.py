@@ -1,7 +1,8 @@
 """Builders of small fake search projects for the analysis tests (no tests here).
 
-A fake project has params.yaml, data/split/{val,test}.npz (small images of discs; the test split may
-be empty) and split.json, per run results/runs/<id>/{train.json, metrics.json, history.csv, model.pt}
+A fake project has params.yaml, data/split/{train,val,test}.npz (small images of discs; the test split
+may be empty), split.json and the tiles of every tile size (data/tiles/t<size>/, cut by ``beadseg tile``'s
+own function), per run results/runs/<id>/{train.json, metrics.json, history.csv, model.pt}
 with made-up but consistent numbers (train.json as ``beadseg train`` writes it, metrics.json with the
 val and test scores ``beadseg evaluate`` writes) and a real (untrained, seeded) tiny U-Net saved with
 :func:`beadseg.checkpoint.save_model_file`, and results/summary/{baseline.json, fingerprint.json}, so
@@ -26,6 +27,7 @@ from beadseg import paths
 from beadseg.checkpoint import Normalization, make_model, save_model_file
 from beadseg.config import Config, TrainConfig, load_config
 from beadseg.data.fingerprint import fingerprint_warnings, image_stats, object_stats, run_budget, tile_count
+from beadseg.data.prepare import run_tile
 from beadseg.evaluate import ap_key, split_outputs
 from beadseg.quality import degenerate_reasons, likely_causes, trivial_scores
 from beadseg.train import HISTORY_FIELDS, history_csv
@@ -160,10 +162,11 @@ def write_fingerprint(root: Path, cfg: Config, image_size: int, n_test: int = 2,
 
 
 def write_splits(root: Path, image_size: int, n_test: int, mask_kind: str) -> None:
-    """data/split/{val,test}.npz and split.json (train images are never read by the analysis)."""
+    """data/split/{train,val,test}.npz and split.json (the train images are the fingerprint's)."""
     split_dir = root / paths.SPLIT_DIR
     split_dir.mkdir(parents=True, exist_ok=True)
-    pairs = {"val": [disc_image(image_size, i) for i in range(2)], "test": fake_test_images(image_size, n_test)}
+    pairs = {"train": [disc_image(image_size, 10 + i) for i in range(2)],
+             "val": [disc_image(image_size, i) for i in range(2)], "test": fake_test_images(image_size, n_test)}
     stems = {split: [f"{STEM_PREFIX[split]}{i}" for i in range(n)] for split, n in
              (("train", 2), ("val", 2), ("test", n_test))}
     for split, items in pairs.items():
@@ -238,6 +241,8 @@ def make_project(root: Path, runs: dict[str, dict[str, Any]], sizes: tuple[int, 
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     write_splits(root, image_size, test_images, mask_kind)
     cfg = load_config(root / "params.yaml")
+    for size in cfg.tiling.sizes:
+        run_tile(cfg.tiling, size, root, progress=False)
     thresholds = tuple(cfg.evaluation.iou_thresholds)
     write_baseline(root, baseline, test_jaccard=baseline_test, n_test=test_images, thresholds=thresholds)
     write_fingerprint(root, cfg, image_size, test_images, instance=mask_kind == "instance")
@@ -248,13 +253,15 @@ def make_project(root: Path, runs: dict[str, dict[str, Any]], sizes: tuple[int, 
 
 
 def run_analysis(root: Path) -> Path:
-    """aggregate -> figures -> report on a project folder; returns the report folder."""
+    """aggregate -> measure -> figures -> report on a project folder; returns the report folder."""
     from beadseg.analysis.aggregate import aggregate
     from beadseg.analysis.figures import make_figures
+    from beadseg.analysis.measure import measure
     from beadseg.analysis.report import write_report
 
     cfg = load_config(root / "params.yaml")
     aggregate(cfg, root)
+    measure(cfg, root)
     make_figures(cfg, root)
     write_report(cfg, root)
     return root / paths.REPORT_DIR

@@ -114,3 +114,29 @@ def test_global_options_work_after_the_subcommand_too(tmp_path):
     neither = parser.parse_args(["train", "--run", "a"])
     assert (after.params, after.quiet) == (before.params, before.quiet) == ("p.yaml", True)
     assert (neither.params, neither.quiet) == ("params.yaml", False)
+
+
+def test_help_lists_commands_for_people_apart_from_pipeline_steps_and_the_environment():
+    import argparse
+    import re
+
+    from beadseg.cli import ENVIRONMENT, PIPELINE_STEPS, build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    text = parser.format_help()
+    user_part, rest = text.split("commands for you:")[1].split("pipeline steps")
+    steps_part, env_part = rest.split("environment:")
+    listed_user = re.findall(r"^  ([a-z]+) ", user_part, re.M)
+    listed_steps = re.findall(r"^  ([a-z]+) ", steps_part, re.M)
+    assert sorted(listed_user + listed_steps) == sorted(sub.choices)  # every command once
+    # the steps are exactly what the Snakemake rules and DVC stages call
+    called = set()
+    for path in [*(REPO / "workflow" / "rules").glob("*.smk"), REPO / "dvc.yaml"]:
+        called |= set(re.findall(r"beadseg ([a-z]+)", "\n".join(
+            line for line in path.read_text().splitlines() if "cmd:" in line or line.strip().startswith('"beadseg'))))
+    assert set(listed_steps) == called - {"sync"} and set(listed_steps) == set(PIPELINE_STEPS)
+    # every BEADSEG_* variable the package reads is documented (test-only stand-ins aside)
+    read = set(re.findall(r"BEADSEG_[A-Z_]+", "\n".join(p.read_text() for p in (REPO / "beadseg").rglob("*.py"))))
+    assert read - {"BEADSEG_FAKE_GPUS"} == set(ENVIRONMENT)
+    assert all(name in env_part for name in ENVIRONMENT)

@@ -317,7 +317,9 @@ def test_missing_input_is_a_clear_error(tmp_path, missing, step, command):
     cfg = load_config(root / "params.yaml")
     if step == "report":
         from beadseg.analysis.figures import make_figures
+        from beadseg.analysis.measure import measure
         aggregate(cfg, root)
+        measure(cfg, root)
         make_figures(cfg, root)
     (root / missing).unlink()
     with pytest.raises(DataError) as err:

@@ -13,7 +13,7 @@ from tests.helpers.workflow import copy_project
 
 pytestmark = pytest.mark.integration
 
-ANALYSIS = ["aggregate", "figures", "report"]
+ANALYSIS = ["aggregate", "measure", "figures", "report"]
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ def folder_search(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for step in (["split"], ["tile", "--size", "64"], ["tile", "--size", "128"], ["fingerprint"], ["baseline"],
                  ["train", "--run", GOOD, "--threads", "1"], ["train", "--run", BROKEN, "--threads", "1"],
                  ["evaluate", "--run", GOOD, "--threads", "1"], ["evaluate", "--run", BROKEN, "--threads", "1"],
-                 ["aggregate"], ["figures"], ["report"]):
+                 ["aggregate"], ["measure"], ["figures"], ["report"]):
         beadseg(root, *step)
     return root
 

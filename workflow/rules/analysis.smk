@@ -1,3 +1,7 @@
+# aggregate (runs.csv, summary.json) -> measure (analysis_numbers.json: loss mathematics and pixel gradients of the
+# best models on the validation tiles) -> figures (draw only) -> report (write only).
+
+
 rule aggregate:
     input:
         metrics=expand("results/runs/{run}/metrics.json", run=RUN_IDS),
@@ -17,13 +21,32 @@ rule aggregate:
         "beadseg aggregate 2>&1 | tee {log}"
 
 
+rule measure:
+    input:
+        runs="results/summary/runs.csv",
+        val_images="data/split/val.npz",
+        val_tiles=expand("data/tiles/t{size}/val.npz", size=CFG.tiling.sizes),
+        models=expand("results/runs/{run}/model.pt", run=RUN_IDS),
+    output:
+        "results/report/analysis_numbers.json",
+    log:
+        "logs/measure/measure.log",
+    benchmark:
+        "benchmarks/measure/measure.tsv"
+    conda:
+        ENV
+    params:
+        max_tiles=CFG.analysis.gradient_max_tiles,
+    shell:
+        "beadseg measure 2>&1 | tee {log}"
+
+
 rule figures:
     input:
         runs="results/summary/runs.csv",
         histories="results/summary/histories.csv",
         baseline="results/summary/baseline.json",
-        val_images="data/split/val.npz",
-        models=expand("results/runs/{run}/model.pt", run=RUN_IDS),
+        numbers="results/report/analysis_numbers.json",
     output:
         [
             report(
@@ -37,7 +60,6 @@ rule figures:
             )
             for name in FIGURES
         ],
-        "results/report/analysis_numbers.json",
     log:
         "logs/figures/figures.log",
     benchmark:
