@@ -100,6 +100,13 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
               f"(val Jaccard {summary['best_val_jaccard']:.4f})", file=sys.stderr)
 
 
+def cmd_measure(args: argparse.Namespace) -> None:
+    from beadseg.analysis.measure import measure
+
+    path = measure(_config(args))
+    print(f"measure: wrote {path}", file=sys.stderr)
+
+
 def cmd_figures(args: argparse.Namespace) -> None:
     from beadseg.analysis.figures import make_figures
 
@@ -146,6 +153,27 @@ def cmd_plan(args: argparse.Namespace) -> None:
     print(f"plan: wrote {len(table)} runs{extra} to {params_path}", file=sys.stderr)
 
 
+def cmd_search_run(args: argparse.Namespace) -> None:
+    from beadseg.search_driver import Engine, check_params_path, plan_lines, run_search
+
+    check_params_path(args.params)
+    if args.dry_run:
+        for line in plan_lines(args.search):
+            print(line)
+        return
+    if args.engine == "dvc" and (args.cores or args.resources or args.profile):
+        raise BeadsegError("--cores, --resources and --profile are Snakemake's: DVC runs one stage at a time")
+    engine = Engine(name=args.engine, cores=args.cores, resources=tuple(args.resources or ()), profile=args.profile)
+    run_search(args.search, engine)
+
+
+def cmd_search_status(args: argparse.Namespace) -> None:
+    from beadseg.search_driver import status_lines
+
+    for line in status_lines(_config(args)):
+        print(line)
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     from beadseg.paths import model_file
     from beadseg.predict import predict_files
@@ -166,7 +194,8 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="beadseg", description=__doc__)
+    parser = argparse.ArgumentParser(prog="beadseg", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"beadseg {__version__}")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -177,15 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--params", default=argparse.SUPPRESS, help="params file (default: params.yaml)")
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress lines")
 
+    listed: dict[str, str] = {}  # name -> one-line help, for the grouped list in `beadseg --help`
+
     def add(name: str, func, help_text: str) -> argparse.ArgumentParser:  # noqa: ANN001
-        p = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        p = sub.add_parser(name, description=help_text, parents=[common])  # no help=: listed below, by group
         p.set_defaults(func=func)
+        listed[name] = help_text
         return p
 
     add("validate", cmd_validate, "check params.yaml and summarise it")
     add("runs", cmd_runs, "list the run ids of the run table, one per line")
     add("synth", cmd_synth, "write the embedded synthetic microbead data set (data.synthetic) as TIFFs")
-    add("split", cmd_split, "normalise images and split them into train/val by source image")
+    add("split", cmd_split, "normalise images and split them into train / val / test by source image")
     p = add("tile", cmd_tile, "cut both splits into tiles of one size")
     p.add_argument("--size", type=int, required=True, help="tile size in pixels (one of tiling.sizes)")
     add("fingerprint", cmd_fingerprint, "describe the data set (sizes, intensities, beads, tiles, steps per run) "
@@ -198,11 +230,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run id")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all available cores)")
     add("aggregate", cmd_aggregate, "merge every run into results/summary/runs.csv and summary.json")
+    add("measure", cmd_measure, "measure the loss mathematics and the pixel gradients of the best models on the "
+        "validation tiles into results/report/analysis_numbers.json")
     add("figures", cmd_figures, "draw the analysis figures into results/report/")
     add("report", cmd_report, "write results/report/REPORT.md")
     p = add("plan", cmd_plan, "expand a grid file into the run table")
     p.add_argument("grid", help="grid YAML (see beadseg/plan.py or presets/*.grid.yaml)")
     p.add_argument("--write", action="store_true", help="replace the runs: block of --params in place")
+    p = add("search", lambda a: None, "successive halving over a grid, rung by rung (beadseg search run / status)")
+    search_sub = p.add_subparsers(dest="search_command", required=True, metavar="SEARCH_COMMAND")
+    q = search_sub.add_parser("run", parents=[common], help="plan and run every rung (re-run the same command to resume)",
+                              description="Expand SEARCH.yaml's grid into rung 0 (runs r0_*) at halving.min_epochs, run it, "
+                              "keep the best 1/eta configurations (full-image val Jaccard; replicates together; degenerate "
+                              "and diverged dropped), continue them from their checkpoints with eta x the epochs (finetune "
+                              "r<k>_*), until the last rung reaches train max_epochs; then the analysis and report. Every "
+                              "rung is written into params.yaml; re-running the same command resumes.")
+    q.set_defaults(func=cmd_search_run)
+    q.add_argument("search", metavar="SEARCH.yaml", help="search file: a grid file plus halving: {eta, min_epochs}")
+    q.add_argument("--cores", help="passed to snakemake --cores (default: all, unless --profile sets it)")
+    q.add_argument("--resources", nargs="+", metavar="NAME=N", help="passed to snakemake --resources, e.g. gpu=2")
+    q.add_argument("--profile", metavar="DIR", help="passed to snakemake --profile, e.g. workflow/profiles/slurm")
+    q.add_argument("--engine", choices=("snakemake", "dvc"), default="snakemake",
+                   help="run each rung with snakemake (default) or dvc repro")
+    q.add_argument("--dry-run", action="store_true", help="print the rung plan and its step budget; run nothing")
+    q = search_sub.add_parser("status", parents=[common], help="rungs done, survivors, steps used vs the full grid")
+    q.set_defaults(func=cmd_search_status)
     p = add("predict", cmd_predict, "segment new TIFF images with a trained model: per image a uint16 label TIFF "
             "(<stem>_labels.tif), a probability TIFF (<stem>_prob.tif) and a per-bead table (<stem>_beads.csv), "
             "plus summary.csv")
@@ -232,7 +284,44 @@ def build_parser() -> argparse.ArgumentParser:
     from beadseg.sync import add_parser as add_sync_parser
 
     add_sync_parser(sub)
+    listed["sync"] = "hand finished outputs from Snakemake to DVC or back, without re-running"
+    parser.epilog = grouped_help(listed)
     return parser
+
+
+# The steps Snakemake rules and DVC stages call; every other subcommand is for people.
+PIPELINE_STEPS = ("synth", "split", "tile", "fingerprint", "baseline", "train", "evaluate", "aggregate", "measure",
+                  "figures", "report")
+ENVIRONMENT = {
+    "BEADSEG_DEVICE": "cpu | cuda | mps: force a device (default: a free GPU, else MPS, else the CPU)",
+    "BEADSEG_GPU_WAIT": "seconds a job waits for a free GPU before it falls back to the CPU (default 600)",
+    "BEADSEG_JOBS_PER_GPU": "training jobs that may share one card (default 1)",
+    "BEADSEG_LOCK_DIR": "folder of the GPU lock files (default: a private folder per user; "
+                        "share one folder between users of the same cards)",
+}
+
+
+def grouped_help(listed: dict[str, str]) -> str:
+    """The subcommands in two groups (commands for you, steps for the pipeline) and the environment variables."""
+    import textwrap
+
+    width = max(len(name) for name in listed) + 2
+
+    def block(title: str, names: Sequence[str]) -> list[str]:
+        lines = [title]
+        for name in names:
+            wrapped = textwrap.wrap(listed[name], 100 - width - 2) or [""]
+            lines.append(f"  {name:<{width}}{wrapped[0]}")
+            lines += [" " * (width + 2) + rest for rest in wrapped[1:]]
+        return lines
+
+    user = [n for n in listed if n not in PIPELINE_STEPS]
+    steps = [n for n in PIPELINE_STEPS if n in listed]
+    pad = max(len(name) for name in ENVIRONMENT) + 2
+    env = [f"  {name:<{pad}}{text}" for name, text in ENVIRONMENT.items()]
+    return "\n".join([*block("commands for you:", user), "", *block("pipeline steps (what the Snakemake rules and DVC "
+                      "stages call):", steps), "", "environment:", *env, "",
+                      "`beadseg COMMAND --help` for a command's options."])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

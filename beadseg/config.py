@@ -78,6 +78,11 @@ class TilingConfig:
         return max(1, int(round(size * self.stride_fraction)))
 
 
+#: Training settings added after model files and train.json existed, with their defaults (see
+#: :meth:`TrainConfig.to_dict`): continuation of a run from an earlier one (``beadseg search`` rungs).
+LATER_SETTINGS: dict[str, Any] = {"epoch_offset": 0, "schedule_epochs": None}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every setting of one training run (defaults merged with the run's overrides)."""
@@ -119,6 +124,8 @@ class TrainConfig:
     augment_gamma: float
     amp: bool
     channels_last: bool
+    epoch_offset: int = 0
+    schedule_epochs: int | None = None
 
     @property
     def effective_batch_size(self) -> int:
@@ -139,9 +146,20 @@ class TrainConfig:
         """All tile sizes this run trains on (its own first)."""
         return (self.tile_size, *[s for s in self.extra_tile_sizes if s != self.tile_size])
 
+    @property
+    def schedule_length(self) -> int:
+        """Epochs of the learning-rate schedule, counted from the first epoch of the init_from chain."""
+        return self.schedule_epochs if self.schedule_epochs is not None else self.epoch_offset + self.max_epochs
+
     def to_dict(self) -> dict[str, Any]:
+        """Every setting as plain data. Settings added after the first release (:data:`LATER_SETTINGS`) are left
+        out while they hold their default, so a run's settings (Snakemake's params trigger, the resume
+        fingerprint, train.json) are the same as before they existed: upgrading retrains nothing."""
         d = dataclasses.asdict(self)
         d["extra_tile_sizes"] = list(self.extra_tile_sizes)
+        for key, default in LATER_SETTINGS.items():
+            if d[key] == default:
+                del d[key]
         return d
 
     @classmethod
@@ -151,6 +169,7 @@ class TrainConfig:
         unknown = sorted(set(values) - names)
         if unknown:
             raise ConfigError(f"unknown training setting(s) {unknown}: valid settings are {sorted(names)}")
+        values = {**LATER_SETTINGS, **values}
         missing = sorted(names - set(values))
         if missing:
             raise ConfigError(f"training settings missing: {missing}")
@@ -194,6 +213,46 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """The ``search:`` section: a successive-halving search whose rungs are entries of the run tables.
+
+    ``rungs[k]`` lists the grid ids of the configurations rung k trains; their run ids are
+    :meth:`run_id` (``r<k>_<grid id>``). ``budgets[k]`` is the epochs each of them has trained when rung k ends.
+    """
+
+    name: str
+    file: str
+    digest: str
+    method: str
+    eta: int
+    min_epochs: int
+    budgets: tuple[int, ...]
+    rungs: tuple[tuple[str, ...], ...]
+
+    @staticmethod
+    def run_id(rung: int, config_id: str) -> str:
+        return f"r{rung}_{config_id}"
+
+    def rung_runs(self, rung: int) -> list[str]:
+        return [self.run_id(rung, c) for c in self.rungs[rung]]
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [r for k in range(len(self.rungs)) for r in self.rung_runs(k)]
+
+    def rung_of(self, run_id: str) -> int | None:
+        """The rung a run id belongs to (None for a run outside the search)."""
+        for k in range(len(self.rungs)):
+            if run_id in self.rung_runs(k):
+                return k
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "file": self.file, "digest": self.digest, "method": self.method, "eta": self.eta,
+                "min_epochs": self.min_epochs, "budgets": list(self.budgets), "rungs": [list(r) for r in self.rungs]}
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig
     tiling: TilingConfig
@@ -204,6 +263,7 @@ class Config:
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     finetune_ids: tuple[str, ...] = ()
     source: str = "params.yaml"
+    search: SearchConfig | None = None
 
     @property
     def run_ids(self) -> list[str]:
@@ -374,8 +434,35 @@ def validate(params: Mapping[str, Any], source: str = "params.yaml") -> Config:
     evaluation = EvaluationConfig(overlap=float(eval_raw["overlap"]), threshold=float(eval_raw["threshold"]),
                                   objects=eval_raw["objects"], min_bead_area=int(eval_raw["min_bead_area"]),
                                   iou_thresholds=tuple(sorted(float(t) for t in eval_raw["iou_thresholds"])))
+    search = _search_config(params.get("search"), params, source)
     return Config(data=data, tiling=tiling, train_defaults=defaults, runs=runs, analysis=analysis, evaluation=evaluation,
-                  overrides=overrides, finetune_ids=tuple(params["finetune"]), source=source)
+                  overrides=overrides, finetune_ids=tuple(params["finetune"]), source=source, search=search)
+
+
+def _search_config(raw: Mapping[str, Any] | None, params: Mapping[str, Any], source: str) -> SearchConfig | None:
+    """The typed ``search:`` section; every run of every planned rung must be in its table (rung 0 in runs, later
+    rungs in finetune)."""
+    if raw is None:
+        return None
+    search = SearchConfig(name=str(raw["name"]), file=str(raw["file"]), digest=str(raw["digest"]),
+                          method=str(raw["method"]), eta=int(raw["eta"]), min_epochs=int(raw["min_epochs"]),
+                          budgets=tuple(int(b) for b in raw["budgets"]),
+                          rungs=tuple(tuple(str(c) for c in rung) for rung in raw["rungs"]))
+    problems = []
+    if len(search.rungs) > len(search.budgets):
+        problems.append(f"search.rungs: {len(search.rungs)} rungs planned but search.budgets has {len(search.budgets)}")
+    if list(search.budgets) != sorted(set(search.budgets)):
+        problems.append(f"search.budgets: {list(search.budgets)} must increase from rung to rung")
+    for k in range(len(search.rungs)):
+        table = "runs" if k == 0 else "finetune"
+        missing = [r for r in search.rung_runs(k) if r not in (params.get(table) or {})]
+        if missing:
+            problems.append(f"search.rungs[{k}]: run(s) {missing} are not in {table}: params.yaml was edited after "
+                            "`beadseg search run` wrote it; restore it (git checkout params.yaml) or remove the "
+                            "search section to start over")
+    if problems:
+        raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
+    return search
 
 
 def _check_runs(runs: Mapping[str, TrainConfig], tiling: TilingConfig, source: str) -> None:

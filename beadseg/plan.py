@@ -168,19 +168,40 @@ def render_runs_block(table: Mapping[str, Mapping[str, Any]], key: str = "runs")
     return "\n".join(lines) + "\n"
 
 
-def replace_runs_block(params_text: str, table: Mapping[str, Mapping[str, Any]], key: str = "runs") -> str:
-    """Replace the top-level ``runs:`` (or ``finetune:``) block of a params file's text, keeping everything
-    else (comments too)."""
-    lines = params_text.splitlines(keepends=True)
+def block_span(lines: Sequence[str], key: str) -> tuple[int, int] | None:
+    """(first, end) line indices of the top-level ``key:`` block of a params file's lines (None when absent):
+    the key's line and every indented, blank or comment line after it, less the blank lines and comments that
+    introduce the next top-level section."""
     start = next((i for i, line in enumerate(lines) if re.match(rf"^{key}\s*:", line)), None)
-    block = render_runs_block(table, key)
     if start is None:
-        sep = "" if not params_text or params_text.endswith("\n") else "\n"
-        return params_text + sep + block
+        return None
     end = start + 1
     while end < len(lines) and (lines[end].startswith((" ", "\t", "#")) or not lines[end].strip()):
         end += 1
     # Keep blank lines / comments that introduce the next top-level section.
     while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].startswith("#")):
         end -= 1
-    return "".join(lines[:start]) + block + "".join(lines[end:])
+    return start, end
+
+
+def replace_block(params_text: str, key: str, block: str, after: str | None = None) -> str:
+    """Replace the top-level ``key:`` block of a params file's text by ``block`` (its own text, ending in a
+    newline), keeping everything else (comments too). A missing block goes after the ``after`` block when
+    there is one (with a blank line before it), else at the end."""
+    lines = params_text.splitlines(keepends=True)
+    span = block_span(lines, key)
+    if span is not None:
+        start, end = span
+        return "".join(lines[:start]) + block + "".join(lines[end:])
+    anchor = block_span(lines, after) if after else None
+    if anchor is not None:
+        end = anchor[1]
+        return "".join(lines[:end]) + "\n" + block + "".join(lines[end:])
+    sep = "" if not params_text or params_text.endswith("\n") else "\n"
+    return params_text + sep + block
+
+
+def replace_runs_block(params_text: str, table: Mapping[str, Mapping[str, Any]], key: str = "runs") -> str:
+    """Replace the top-level ``runs:`` (or ``finetune:``) block of a params file's text, keeping everything
+    else (comments too)."""
+    return replace_block(params_text, key, render_runs_block(table, key))

@@ -49,7 +49,10 @@ from beadseg.runlock import run_lock
 from beadseg.sampling import CropSampler, Sampler, TileSampler, choose_size
 
 CHECKPOINT_VERSION = 1
-HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_jaccard", "val_dice", "lr", "seconds", "optimizer_steps")
+# train_jaccard: pixel Jaccard of the training batches as trained (augmented crops, dropout on, threshold 0.5),
+# pooled over the epoch; val_* are on the fixed validation tiles with the model in eval mode.
+HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "train_jaccard", "val_jaccard", "val_dice", "lr", "seconds",
+                  "optimizer_steps")
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -68,12 +71,18 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 
 def lr_factor(epoch: int, cfg: TrainConfig) -> float:
-    """Multiplier of the base learning rate at the start of ``epoch`` (0-based): linear warm-up, then
-    constant or cosine (to 1 % of the base rate at max_epochs). Plateau reductions apply on top."""
+    """Multiplier of the base learning rate at the start of ``epoch`` (0-based, this run's own epochs): linear
+    warm-up, then constant or cosine (to 1 % of the base rate at the end of the schedule). Plateau reductions
+    apply on top.
+
+    A continuation (``epoch_offset`` > 0: a later rung of ``beadseg search``) sits at epoch
+    ``epoch_offset + epoch`` of a schedule of ``schedule_length`` epochs: warm-up is not repeated and cosine
+    carries on where the earlier run left it, instead of starting over."""
+    epoch = epoch + cfg.epoch_offset
     if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
         return (epoch + 1) / (cfg.warmup_epochs + 1)
     if cfg.schedule == "cosine":
-        span = max(1, cfg.max_epochs - cfg.warmup_epochs)
+        span = max(1, cfg.schedule_length - cfg.warmup_epochs)
         progress = min(1.0, (epoch - cfg.warmup_epochs) / span)
         return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
     return 1.0
@@ -159,7 +168,8 @@ def history_csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in HISTORY_FIELDS})
+        # .get: rows of a checkpoint written before a column existed resume with that cell empty
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v := row.get(k), float) else v) for k in HISTORY_FIELDS})
     return buf.getvalue()
 
 
@@ -232,6 +242,7 @@ class Trainer:
         self.device = lease.device
         self.channels_last = cfg.channels_last
         self.amp = amp_dtype(self.device) if cfg.amp else None
+        self.train_jaccard = float("nan")  # of the last epoch trained (train_epoch sets it)
         self.samplers, self.data = build_samplers(cfg, root, self.device)
         self.val_set = TileSet.load(cfg.tile_size, "val", root, self.device)
         torch.manual_seed(cfg.seed)
@@ -240,7 +251,7 @@ class Trainer:
             self._init_from(cfg.init_from)
         self.model.to(self.device)
         if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
         self.loss_fn = make_loss(cfg)
         self.optimizer = make_optimizer(self.model, cfg)
         self.plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", factor=0.5,
@@ -344,11 +355,14 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> float:
         """``steps_per_epoch`` optimizer steps of ``accumulation_steps`` micro-batches each; mean loss
-        (NaN as soon as the loss stops being finite)."""
+        (NaN as soon as the loss stops being finite). Sets ``train_jaccard``: the pooled pixel Jaccard of
+        the batches it trained on (counted on the device, no extra synchronisation per step)."""
         cfg = self.cfg
         self.model.train()
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        # epoch_offset: a continuation draws the batches of its own epochs, not those of the first run's again
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + cfg.epoch_offset + epoch)
         total = torch.zeros((), device=self.device)
+        counts = torch.zeros(3, dtype=torch.int64, device=self.device)  # tp, fp, fn
         count = 0
         check_every = 1 if self.device.type == "cpu" else 10  # a finiteness check syncs the GPU
         for step in range(cfg.steps_per_epoch):
@@ -365,11 +379,16 @@ class Trainer:
                 self.scaler.scale(loss / cfg.accumulation_steps).backward()
                 total += loss.detach()
                 count += 1
+                with torch.no_grad():
+                    pred, true = logits.detach() > 0, y > 0.5
+                    counts += torch.stack(((pred & true).sum(), (pred & ~true).sum(), (~pred & true).sum()))
             if (step + 1) % check_every == 0 and not torch.isfinite(total):
                 return float("nan")
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer_steps += 1
+        tp, fp, fn = (int(c) for c in counts.tolist())
+        self.train_jaccard = jaccard_from_counts(tp, fp, fn)
         return float(total) / max(1, count)
 
     @torch.inference_mode()
@@ -418,7 +437,8 @@ class Trainer:
             if not math.isfinite(val_loss):
                 self.status = "diverged"
                 break
-            row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_jaccard": val_j,
+            row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+                   "train_jaccard": self.train_jaccard, "val_jaccard": val_j,
                    "val_dice": val_d, "lr": lr, "seconds": time.perf_counter() - t0,
                    "optimizer_steps": self.optimizer_steps}
             self.history.append(row)
@@ -500,7 +520,7 @@ def _fit(run_id: str, cfg: TrainConfig, lease: DeviceLease, root: Path, progress
             print(f"train[{run_id}]: warning: CUDA out of memory with micro-batch {cfg.batch_size}; starting over "
                   f"with {smaller.batch_size} x {smaller.accumulation_steps} accumulation steps (same effective "
                   f"batch {cfg.effective_batch_size})", file=sys.stderr)
-            trainer = None  # type: ignore[assignment]  # free its tensors before the next try
+            trainer = None  # free its tensors before the next try
             if lease.is_cuda:
                 torch.cuda.empty_cache()
             cfg = smaller

@@ -12,4 +12,5 @@ FIGURES: tuple[str, ...] = (
     "fig5_convergence_analysis.png",
     "fig6_loss_function_mathematics.png",
     "fig7_pixel_gradient_analysis.png",
+    "fig8_budget_vs_score.png",
 )

@@ -1,7 +1,8 @@
-"""The seven analysis figures, one function each: they only draw. fig1-fig5 draw runs.csv / histories.csv
+"""The eight analysis figures, one function each: they only draw. fig1-fig5 draw runs.csv / histories.csv
 (and fig1 the threshold baseline, results/summary/baseline.json); fig6 and fig7 draw the numbers
-``beadseg measure`` wrote to results/report/analysis_numbers.json (:mod:`beadseg.analysis.numbers`).
-Nothing here is written for the report.
+``beadseg measure`` wrote to results/report/analysis_numbers.json (:mod:`beadseg.analysis.numbers`);
+fig8 draws a halving search's ladder from that file (or, for a grid, each run's score against its
+optimizer steps). Nothing here is written for the report.
 
 Only the runs that are results are drawn (:func:`beadseg.analysis.stats.valid_runs`): a degenerate or
 diverged run never appears as a bar, a dot or a "best" anywhere; each figure says how many runs it
@@ -316,6 +317,66 @@ def fig_convergence(runs: pd.DataFrame, target: Path) -> Path:
     return save(fig, target)
 
 
+# --------------------------------------------------------------------------- fig8
+
+
+def _ladders(ax: plt.Axes, ladder: dict[str, Any]) -> None:
+    """One line per configuration through its scores at the rungs it reached; x marks where it stopped."""
+    colors = plt.get_cmap("tab10")
+    last = len(ladder["budgets"]) - 1
+    for i, cid in enumerate(ladder["configs"]):
+        pts = [p for p in ladder["ladders"][cid] if p["score"] is not None]
+        if not pts:
+            continue
+        xs, ys = [p["epochs"] for p in pts], [p["score"] for p in pts]
+        winner = pts[-1]["run_id"] == ladder["winner"]
+        ax.plot(xs, ys, marker="o", color=colors(i % 10), lw=2.5 if winner else 1.2, label=_short(cid, 30),
+                zorder=3 if winner else 2)
+        if ladder["finished"] and ladder["reached"][cid] < last:
+            ax.scatter([xs[-1]], [ys[-1]], marker="x", s=70, color="black", zorder=4)
+    ax.set_xticks(ladder["budgets"])
+    ax.set(xlabel="epochs trained (cumulative, rung budgets)", ylabel="full-image val Jaccard",
+           title=f"Successive halving (eta {ladder['eta']}): score at each rung; x = stopped there")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+
+
+def _compute_bars(ax: plt.Axes, ladder: dict[str, Any]) -> None:
+    used, full = ladder["steps_used"], ladder["steps_full_grid"]
+    ax.barh([1, 0], [full, used], color=["#bdbdbd", "#2ca02c"])
+    ax.set_yticks([1, 0], ["full grid, full budget", "this search"])
+    ax.text(used, 0, f" {used} steps ({100 * used / full:.0f} %)" if full else f" {used} steps", va="center", fontsize=8)
+    ax.text(full, 1, f" {full} steps", va="center", fontsize=8)
+    ax.set_xlim(0, full * 1.35 if full else 1)
+    ax.set(xlabel="optimizer steps", title="Compute")
+
+
+def fig_budget_vs_score(runs: pd.DataFrame, numbers: dict[str, Any], target: Path) -> Path:
+    """A halving search's ladder and compute; for a grid, each result's score against the steps it took."""
+    ladder = numbers.get("search")
+    if ladder:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1.6, 1]})
+        _ladders(a1, ladder)
+        _compute_bars(a2, ladder)
+        fig.tight_layout()
+        return save(fig, target)
+    everything, valid = runs, stats.valid_runs(runs)
+    if valid.empty or "optimizer_steps" not in valid:
+        return message_figure(everything, "Budget vs score", target)
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    score = valid["full_val_jaccard"].fillna(valid["best_val_jaccard"])
+    ax.scatter(valid["optimizer_steps"], score, s=50, edgecolors="black", zorder=3)
+    for i, r in enumerate(valid.head(3).itertuples()):
+        ax.annotate(f"#{i + 1} {_short(str(r.run_id), 24)}", (r.optimizer_steps, score.iloc[i]), fontsize=7,
+                    textcoords="offset points", xytext=(6, -10 * i))
+    ax.set(xlabel="optimizer steps the run took", ylabel="full-image val Jaccard",
+           title="Grid search: every run at its own budget (no halving)")
+    ax.grid(alpha=0.3)
+    note_left_out(fig, everything)
+    fig.tight_layout()
+    return save(fig, target)
+
+
 # --------------------------------------------------------------------------- fig6
 
 
@@ -478,7 +539,7 @@ def fig_pixel_gradients(numbers: dict[str, Any], target: Path) -> Path:
 
 
 def make_figures(cfg: Config, root: Path = Path(".")) -> list[Path]:
-    """Draw the seven figures from runs.csv, histories.csv, baseline.json and the analysis numbers file."""
+    """Draw the eight figures from runs.csv, histories.csv, baseline.json and the analysis numbers file."""
     runs = load_runs(root)
     histories = pd.read_csv(root / paths.histories_table())
     baseline = load_baseline(root)
@@ -492,4 +553,5 @@ def make_figures(cfg: Config, root: Path = Path(".")) -> list[Path]:
         fig_convergence(runs, out / FIGURES[4]),
         fig_loss_mathematics(numbers, out / FIGURES[5]),
         fig_pixel_gradients(numbers, out / FIGURES[6]),
+        fig_budget_vs_score(runs, numbers, out / FIGURES[7]),
     ]

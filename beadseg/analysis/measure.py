@@ -19,6 +19,7 @@ import pandas as pd
 from beadseg.analysis import stats
 from beadseg.analysis.aggregate import load_runs
 from beadseg.analysis.gradients import curve_numbers, loss_curves, pixel_gradient_analysis
+from beadseg.analysis.ladder import ladder_numbers
 from beadseg.analysis.numbers import DEFAULT_FOREGROUND_FRACTION, numbers_file
 from beadseg.config import Config, TrainConfig
 from beadseg.fsutil import json_safe, write_json
@@ -96,7 +97,8 @@ def measure_numbers(cfg: Config, runs: pd.DataFrame, root: Path = Path(".")) -> 
     fig7 = pixel_gradient_analysis(cfg, runs, root)
     fig7["dice_boundary_gradient_ratio"] = dice_boundary_gradient_ratio(fig7["per_size"])
     fg = foreground_fraction(fig7)
-    return {**loss_mathematics(best_train_config(runs, cfg), fg), "fig6_best_run": best_run_id(runs), "fig7": fig7}
+    return {**loss_mathematics(best_train_config(runs, cfg), fg), "fig6_best_run": best_run_id(runs), "fig7": fig7,
+            "search": ladder_numbers(cfg, runs)}
 
 
 def measure(cfg: Config, root: Path = Path(".")) -> Path:

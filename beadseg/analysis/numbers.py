@@ -11,7 +11,9 @@ gradient analysis of fig7 (validation tiles and the best model per tile size). K
 * ``fig6_foreground_fraction``: the foreground fraction the dice curves use, with
   ``fig6_foreground_fraction_measured`` (False: a default, not a measurement) and
   ``fig6_foreground_fraction_note`` (why it is not measured);
-* ``fig7``: the pixel and gradient analysis (:func:`beadseg.analysis.gradients.pixel_gradient_analysis`).
+* ``fig7``: the pixel and gradient analysis (:func:`beadseg.analysis.gradients.pixel_gradient_analysis`);
+* ``search``: a halving search's ladder per configuration and the compute it used against the full grid
+  (:func:`beadseg.analysis.ladder.ladder_numbers`; null for a plain grid).
 
 Missing numbers are JSON null; :func:`number` reads them back as NaN.
 """

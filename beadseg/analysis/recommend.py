@@ -38,6 +38,9 @@ from beadseg.quality import MIN_STEPS, TINY_LR
 
 MAX_NEXT_RUNS = 24
 STEPS_FACTOR = 4
+# Settings of a run that describe how it was made, not what to search: never carried into the next search
+# (init_from names old runs; epoch_offset / schedule_epochs place a halving rung inside a longer run).
+NOT_CARRIED_AXES = ("init_from", "extra_tile_sizes", "epoch_offset", "schedule_epochs")
 SAFE_LR_GRID: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)
 # Keywords of the likely causes beadseg.quality.likely_causes writes, by the fix they call for.
 CAUSE_KEYWORDS: dict[str, tuple[str, ...]] = {
@@ -319,7 +322,7 @@ def _next_fixed(runs: pd.DataFrame, cfg: Config, best: pd.Series, grid: dict[str
     """Settings fixed at the best run's value (varied axes not in the grid), plus the epoch cap rule's change."""
     fixed: dict[str, Any] = {}
     for axis in stats.varied_axes(runs):
-        if axis not in grid and axis not in ("init_from", "extra_tile_sizes"):
+        if axis not in grid and axis not in NOT_CARRIED_AXES:
             fixed[axis] = _plain(best[axis])
     if "dropout" not in grid and "dropout" not in fixed and \
             float(best["dropout"]) != cfg.train_defaults.to_dict()["dropout"]:
@@ -426,7 +429,7 @@ def failed_search_spec(runs: pd.DataFrame, cfg: Config, recs: list[Recommendatio
                                   "lr": _failure_lrs(runs, by_rule) or [float(template["lr"])]}
     fixed: dict[str, Any] = {}
     for axis in stats.varied_axes(runs):
-        if axis not in grid and axis not in ("init_from", "extra_tile_sizes", "steps_per_epoch", "patience"):
+        if axis not in grid and axis not in (*NOT_CARRIED_AXES, "steps_per_epoch", "patience"):
             fixed[axis] = _plain(template[axis])
     fix = by_rule["degenerate"].changes if "degenerate" in by_rule else {}
     fixed.update({k: v for k, v in fix.items() if k in ("steps_per_epoch", "patience")})
@@ -442,6 +445,8 @@ def check_next_search(spec: dict[str, Any], root: Path) -> dict[str, dict[str, A
     if params_path.is_file():
         params = yaml.safe_load(params_path.read_text()) or {}
         params["runs"] = table
+        params["finetune"] = dict(spec.get("finetune") or {})  # the old finetune runs start from old run ids
+        params.pop("search", None)  # a halving search's record names the old runs
         validate(params, source=f"{params_path} with next_search.yaml")
     return table
 

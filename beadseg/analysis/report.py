@@ -45,6 +45,7 @@ from beadseg.analysis.report_runs import (
     section_statistics,
     section_top,
 )
+from beadseg.analysis.report_search import section_search
 from beadseg.analysis.report_summary import executive_summary, intro
 from beadseg.analysis.text import COMPLETE, MATH_SUMMARY, NEXT_SEARCH, figure
 from beadseg.config import Config
@@ -68,6 +69,7 @@ def results_body(runs: pd.DataFrame, histories: pd.DataFrame, numbers: dict[str,
     return (section_top(runs, cfg, baseline) + splits.split_scores_section(runs, cfg, test)
             + splits.object_section(runs, mask_kind, test) + section_impact(runs) + section_curves(runs, histories)
             + section_loss_doc(runs, cfg) + section_math(numbers) + section_convergence(runs, cfg)
+            + section_search(numbers)
             + resolution_section(runs, numbers)
             + section_recommendations(recs, next_runs, failed=False) + section_statistics(runs, cfg))
 

@@ -51,7 +51,7 @@ def test_run_writes_model_history_and_train_info_and_evaluate_writes_scores(proj
                 "optimizer_steps", "normalization", "params"):
         assert key in on_disk, key
     assert "full_val_jaccard" not in on_disk and not (project / paths.metrics_file("a")).exists()
-    assert list(history(project).columns) == ["epoch", "train_loss", "val_loss", "val_jaccard", "val_dice", "lr",
+    assert list(history(project).columns) == ["epoch", "train_loss", "val_loss", "train_jaccard", "val_jaccard", "val_dice", "lr",
                                               "seconds", "optimizer_steps"]
     model = load_checkpoint(project / paths.model_file("a"))  # weights_only=True inside
     assert {"state_dict", "config", "run_id", "epoch", "version", "normalization", "tile_size", "threshold",
@@ -131,6 +131,8 @@ def test_a_run_that_learned_is_not_degenerate(tmp_path):
     metrics = train_and_evaluate(cfg, tmp_path)
     assert metrics["status"] in {"completed", "early_stopped"}, metrics["degenerate_reasons"]
     assert metrics["degenerate_reasons"] == [] and metrics["full_val_jaccard"] > 0.5
+    train_j = history(tmp_path)["train_jaccard"]  # the training batches' own Jaccard climbs as it learns
+    assert train_j.between(0, 1).all() and train_j.iloc[-1] > train_j.iloc[0] + 0.2, list(train_j)
 
 
 def test_absurd_learning_rate_is_reported_as_diverged(project):
