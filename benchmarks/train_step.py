@@ -24,6 +24,7 @@ import math
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -185,6 +186,66 @@ def epoch_overhead(depth: int, base: int, tile: int, batch: int, device: torch.d
             "overhead_fraction": max(0.0, 1 - compute_s / epoch_s), "train_crops": n_train, "val_tiles": n_val}
 
 
+def compile_comparison(depth: int, base: int, tile: int, batch: int, device: torch.device, steps: int,
+                       run_steps: int) -> dict[str, float]:
+    """Eager vs ``torch.compile`` for one whole run of ``run_steps`` optimizer steps, compile time included.
+
+    Each variant gets a fresh model with the same seed. The first training step and the first eval-mode
+    forward (the validation graph) are timed separately, since that is where compilation happens; the
+    steady step time is the best mean of ``steps`` steps after that. A run is then
+    first step + first eval forward + (run_steps - 1) x steady step."""
+    out: dict[str, float] = {}
+    x = torch.rand(batch, 1, tile, tile, device=device).contiguous(memory_format=torch.channels_last)
+    y = (torch.rand(batch, 1, tile, tile, device=device) > 0.85).float()
+    for name in ("eager", "compiled"):
+        torch.manual_seed(0)
+        model = build_model("unet", depth=depth, base_channels=base, dropout=0.1, norm="batch").to(device)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        runner = torch.compile(model) if name == "compiled" else model
+        loss_fn, opt = build_loss("combined"), torch.optim.Adam(model.parameters(), lr=1e-3)
+
+        def step(runner: nn.Module = runner, opt: torch.optim.Optimizer = opt, loss_fn: nn.Module = loss_fn) -> None:
+            opt.zero_grad(set_to_none=True)
+            with autocast(device):
+                logits = runner(x)
+            loss_fn(logits.float(), y).backward()
+            opt.step()
+
+        runner.train()
+        sync(device)
+        t0 = time.perf_counter()
+        step()
+        sync(device)
+        first = time.perf_counter() - t0
+        runner.eval()
+        t0 = time.perf_counter()
+        with torch.inference_mode(), autocast(device):
+            runner(x)
+        sync(device)
+        first_eval = time.perf_counter() - t0
+        runner.train()
+        steady = time_steps(runner, x, y, steps, warmup=1) if name == "eager" else _steady(step, steps, device)
+        out[f"{name}_first_step_s"], out[f"{name}_first_eval_s"], out[f"{name}_step_s"] = first, first_eval, steady
+        out[f"{name}_run_s"] = first + first_eval + (run_steps - 1) * steady
+    out["run_steps"] = run_steps
+    out["steady_speedup"] = out["eager_step_s"] / out["compiled_step_s"]
+    out["run_speedup"] = out["eager_run_s"] / out["compiled_run_s"]
+    return out
+
+
+def _steady(step: Callable[[], None], steps: int, device: torch.device) -> float:
+    step()  # one more warm-up after compilation
+    best = float("inf")
+    for _ in range(2):
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync(device)
+        best = min(best, (time.perf_counter() - t0) / steps)
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tile", type=int, default=256)
@@ -194,6 +255,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (CUDA: autocast as in training)")
+    ap.add_argument("--compile", action="store_true",
+                    help="also compare eager with torch.compile over one whole run, compile time included")
+    ap.add_argument("--run-steps", type=int, default=300, help="optimizer steps of the run --compile compares")
     args = ap.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -218,6 +282,8 @@ def main() -> None:
     ceiling, ceiling_shape = conv_ceiling(args.batch, args.tile, cfg.channels_last, device)
     achieved = flops / ours_s / 1e9
     overhead = epoch_overhead(args.depth, args.channels, args.tile, args.batch, device)
+    compiled = (compile_comparison(args.depth, args.channels, args.tile, args.batch, device, args.steps,
+                                   args.run_steps) if args.compile else {})
 
     result = {
         "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "device": str(device),
@@ -227,6 +293,7 @@ def main() -> None:
         "ratio_beadseg_over_reference": ref_s / ours_s,
         "step_gflop": flops / 1e9, "achieved_gflops": achieved, "conv_ceiling_gflops": ceiling,
         "conv_ceiling_shape": ceiling_shape, "fraction_of_ceiling": achieved / ceiling, **overhead,
+        **{f"compile_{k}": v for k, v in compiled.items()},
     }
     rows = [
         ("reference U-Net (NCHW, textbook)", f"{result['reference_tiles_per_s']:.2f} tiles/s"),
@@ -239,6 +306,19 @@ def main() -> None:
         ("3x3 conv ceiling", f"{ceiling:.1f} GFLOP/s ({ceiling_shape})"),
         ("fraction of ceiling", f"{100 * result['fraction_of_ceiling']:.0f} %   (target >= 50 %)"),
     ]
+    if compiled:
+        rows += [
+            ("torch.compile: first step / eval", f"{compiled['compiled_first_step_s']:.1f} s / "
+                                                 f"{compiled['compiled_first_eval_s']:.1f} s (eager "
+                                                 f"{compiled['eager_first_step_s']:.2f} s / "
+                                                 f"{compiled['eager_first_eval_s']:.2f} s)"),
+            ("torch.compile: steady step", f"{compiled['compiled_step_s'] * 1e3:.0f} ms vs eager "
+                                           f"{compiled['eager_step_s'] * 1e3:.0f} ms "
+                                           f"({compiled['steady_speedup']:.2f}x)"),
+            (f"torch.compile: whole {args.run_steps}-step run", f"{compiled['compiled_run_s']:.0f} s vs eager "
+                                                             f"{compiled['eager_run_s']:.0f} s "
+                                                             f"({compiled['run_speedup']:.2f}x; keep if >= 1.2x)"),
+        ]
     print(f"beadseg training-step benchmark: tile {args.tile}, batch {args.batch}, depth {args.depth}, "
           f"base channels {args.channels}, {args.threads} thread(s), {result['device_name']}, torch {torch.__version__}")
     width = max(len(r[0]) for r in rows)

@@ -5,12 +5,28 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.integration
 
-ANALYSIS = ["aggregate", "figures", "report"]
+ANALYSIS = ["aggregate", "measure", "figures", "report"]
+
+
+def experiment_rows(shown: Any) -> list[dict[str, Any]]:
+    """Every row of `dvc exp show --json` (workspace, commits, experiments) that carries params and metrics."""
+    found: list[dict[str, Any]] = []
+    if isinstance(shown, dict):
+        if isinstance(shown.get("params"), dict) and isinstance(shown.get("metrics"), dict):
+            found.append(shown)
+        for value in shown.values():
+            found += experiment_rows(value)
+    elif isinstance(shown, list):
+        for value in shown:
+            found += experiment_rows(value)
+    return found
 
 
 def ran_stages(output: str) -> list[str]:
@@ -43,12 +59,27 @@ def test_dvc_repro_then_one_runs_lr_then_metrics_diff_then_exp_run(tmp_path: Pat
     plots = json.loads(wf.run(["dvc", "plots", "show", "--json"], root).stdout)["data"]
     from beadseg.analysis import FIGURES
 
-    for name in FIGURES:  # the seven figures are image plots, so `dvc plots diff` can compare them
+    for name in FIGURES:  # the eight figures are image plots, so `dvc plots diff` can compare them
         (entry,) = plots[f"results/report/figures/{name}"]
         assert entry["type"] == "image" and Path(entry["url"]).is_file(), entry
-    for run_id in wf.runs:  # each run's learning curve, and the summary of every run
-        assert plots[f"results/runs/{run_id}/history.csv"][0]["type"] == "vega"
-    assert plots["results/summary/histories.csv"][0]["type"] == "vega"
+    for run_id in wf.runs:  # each run's learning curves: loss and pixel Jaccard, train and val
+        (entry,) = plots[f"results/runs/{run_id}/history.csv"]
+        spec = entry["content"]
+        assert entry["type"] == "vega" and spec["title"]["text"] == run_id
+        assert [p["transform"][0]["fold"] for p in spec["hconcat"]] == [["train_loss", "val_loss"],
+                                                                        ["train_jaccard", "val_jaccard"]]
+        epochs = list(pd.read_csv(root / f"results/runs/{run_id}/history.csv")["epoch"])
+        assert sorted(int(v["epoch"]) for v in spec["data"]["values"]) == epochs
+        for value in spec["data"]["values"]:
+            assert all(0 <= float(value[k]) <= 1 for k in ("train_jaccard", "val_jaccard")), value
+            assert all(float(value[k]) >= 0 for k in ("train_loss", "val_loss")), value
+    (summary,) = plots["results/summary/histories.csv"]  # one series per run
+    assert summary["content"]["encoding"]["color"]["field"] == "run_id"
+    assert {v["run_id"] for v in summary["content"]["data"]["values"]} == set(wf.runs)
+    wf.run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], root)  # what a user opens
+    html = (tmp_path / "plots" / "index.html").read_text()
+    assert all(f'"text": "{run_id}"' in html for run_id in wf.runs) and '"field": "run_id"' in html
+    assert all(name in html for name in FIGURES) and html.count("<img") >= len(FIGURES)
     wf.run(["git", "add", "-A"], root)
     wf.run(["git", "commit", "-q", "-m", "lr 0.02"], root)
 
@@ -56,5 +87,13 @@ def test_dvc_repro_then_one_runs_lr_then_metrics_diff_then_exp_run(tmp_path: Pat
     proc = wf.run(["dvc", "exp", "run", "-S", f"runs.{untouched}.lr=0.005"], root, timeout=600)
     assert ran_stages(proc.stdout) == sorted([f"train@{untouched}", f"evaluate@{untouched}", "fingerprint",
                                               *ANALYSIS]), proc.stdout
-    shown = wf.run(["dvc", "exp", "show", "--json"], root).stdout
-    assert "0.005" in shown and "best_val_jaccard" in shown
+    shown = json.loads(wf.run(["dvc", "exp", "show", "--json"], root).stdout)
+    with_lr = [e for e in experiment_rows(shown) if e["params"]["params.yaml"]["data"]["runs"][untouched]["lr"] == 0.005]
+    (exp,) = [e for e in with_lr if e.get("rev") != "workspace"]  # the experiment (the workspace holds it too)
+    scores = exp["metrics"][f"results/runs/{untouched}/metrics.json"]["data"]
+    assert 0 <= scores["full_val_jaccard"] <= 1 and "status" not in scores  # the experiment's own scores
+    summary = exp["metrics"]["results/summary/summary.json"]
+    assert 0 <= summary["data"]["best_full_val_jaccard"] <= 1, summary
+    baseline = [e for e in experiment_rows(shown) if e["params"]["params.yaml"]["data"]["runs"][untouched].get("lr")
+                != 0.005]
+    assert baseline, "dvc exp show lists the commit the experiment started from"
