@@ -52,8 +52,9 @@ def compute_lines(ladder: dict[str, Any]) -> list[str]:
     return [f"The search used **{ladder['steps_used']} optimizer steps, {pct(ladder['steps_fraction'])} of the "
             f"{ladder['steps_full_grid']}** that training all {len(ladder['configs'])} configurations for "
             f"{full_epochs} epochs would take (an upper bound for the grid: early stopping can end its runs sooner). "
-            f"Training wall time: {_minutes(ladder['wall_used_s'])}, against an estimated "
-            f"{_minutes(ladder['wall_full_grid_est_s'])} for the full grid at the search's own seconds per step."]
+            f"Training time summed over its runs (parallel runs overlap in wall time): "
+            f"{_minutes(ladder['wall_used_s'])}, against an estimated {_minutes(ladder['wall_full_grid_est_s'])} for "
+            "the full grid at the search's own seconds per step."]
 
 
 def section_search(numbers: dict[str, Any]) -> list[str]:

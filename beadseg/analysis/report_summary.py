@@ -106,6 +106,11 @@ def executive_summary(runs: pd.DataFrame, cfg: Config, baseline: dict[str, Any],
         return L + sections.failure_lines(runs) + sections.baseline_lines(runs, baseline, test)
     for c in caveats(runs):
         L += [f"> {c}", ""]
+    if cfg.search is not None:
+        budgets = cfg.search.budgets
+        L += [f"> A successive-halving search: its runs trained different budgets (rung 0 {budgets[0]} epochs, the "
+              f"last rung {budgets[-1]} in all), so a comparison between rungs below compares budgets as well as "
+              "settings. Each configuration's ladder is in [Search rounds](#search-rounds-successive-halving).", ""]
     L += sections.not_result_lines(runs)
     L += best_lines(stats.valid_runs(runs), cfg, test)
     return L + sections.baseline_lines(runs, baseline, test)

@@ -162,7 +162,19 @@ def run_budget(cfg: TrainConfig) -> dict[str, Any]:
         "min_optimizer_steps": cfg.min_optimizer_steps,
         "effective_batch_size": cfg.effective_batch_size,
         "tiles_seen_max": cfg.max_optimizer_steps * cfg.effective_batch_size,
+        # a continuation (a later rung of a halving search) has trained these steps before it starts
+        "steps_before": cfg.epoch_offset * cfg.steps_per_epoch,
     }
+
+
+def halving_roles(cfg: Config) -> dict[str, dict[str, Any]]:
+    """For a halving search: each run's rung and whether it is of the last rung (short rungs are by design)."""
+    search = cfg.search
+    if search is None:
+        return {}
+    last = len(search.budgets) - 1
+    return {r: {"halving_rung": k, "halving_final": k == last} for k in range(len(search.rungs))
+            for r in search.rung_runs(k)}
 
 
 # --------------------------------------------------------------------------- warnings
@@ -238,7 +250,11 @@ def _size_warnings(fp: Mapping[str, Any]) -> list[str]:
 def _step_warnings(fp: Mapping[str, Any]) -> list[str]:
     out = []
     for run_id, b in fp.get("runs", {}).items():
+        if b.get("halving_rung") is not None and not b.get("halving_final"):
+            continue  # a halving rung is short on purpose; its survivors train on
         steps = b.get("min_optimizer_steps")
+        if steps is not None:
+            steps += b.get("steps_before", 0)
         if steps is not None and steps < MIN_STEPS:
             out.append(f"run {run_id} can stop after {steps} optimizer steps: raise steps_per_epoch or patience "
                        f"(early stopping should not come before {MIN_STEPS} steps)")
@@ -332,6 +348,7 @@ def compute_fingerprint(cfg: Config, root: Path = Path(".")) -> dict[str, Any]:
                                                cfg.tiling.small_images) for s in manifest["splits"][split])
                          for split in SPLITS}
              for size in cfg.tiling.sizes}
+    roles = halving_roles(cfg)
     fp: dict[str, Any] = {
         "images": images,
         "splits": splits,
@@ -339,7 +356,7 @@ def compute_fingerprint(cfg: Config, root: Path = Path(".")) -> dict[str, Any]:
                    "small_images": cfg.tiling.small_images,
                    "strides": {str(size): cfg.tiling.stride(size) for size in cfg.tiling.sizes}},
         "tiles_per_size": tiles,
-        "runs": {run_id: run_budget(run) for run_id, run in cfg.runs.items()},
+        "runs": {run_id: {**run_budget(run), **roles.get(run_id, {})} for run_id, run in cfg.runs.items()},
         "test_note": manifest.get("test_note"),
         "min_steps": MIN_STEPS,
         "solidity_threshold": SOLIDITY_THRESHOLD,

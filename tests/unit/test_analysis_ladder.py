@@ -68,3 +68,17 @@ def test_a_plain_grid_has_no_ladder():
     cfg = validate(yaml.safe_load(HARD_PARAMS.read_text()))
     assert ladder_numbers(cfg, runs_table({r: (0.5, 400, 60.0) for r in cfg.run_ids})) is None
     assert section_search({"search": None})[0] == "## Budget"
+
+
+def test_short_halving_rungs_raise_no_step_warning_but_a_short_final_rung_does():
+    from beadseg.data.fingerprint import _step_warnings, halving_roles, run_budget
+
+    cfg, _ = search_config([CONFIGS, [C16, DICE], [C16]])
+    fp = {"runs": {r: {**run_budget(cfg.run(r)), **halving_roles(cfg).get(r, {})} for r in cfg.run_ids}}
+    assert _step_warnings(fp) == []  # rungs 0 and 1 are short by design; the last rung counts its 6 earlier epochs
+    fp["runs"][f"r2_{C16}"].update(min_optimizer_steps=25, steps_before=0)
+    (warning,) = _step_warnings(fp)
+    assert f"r2_{C16} can stop after 25 optimizer steps" in warning
+    grid = validate(yaml.safe_load(HARD_PARAMS.read_text()))
+    short = {r: {**run_budget(grid.run(r)), "min_optimizer_steps": 50} for r in grid.run_ids}
+    assert len(_step_warnings({"runs": short})) == len(grid.run_ids)  # a plain grid is still warned

@@ -141,7 +141,7 @@ def test_run_budget() -> None:
     budget = run_budget(cfg.run("a"))
     assert budget == {"tile_size": 64, "tile_sizes": [64, 128], "steps_per_epoch": 40, "max_epochs": 10,
                       "patience": 2, "max_optimizer_steps": 400, "min_optimizer_steps": 120,
-                      "effective_batch_size": 8, "tiles_seen_max": 3200}
+                      "effective_batch_size": 8, "tiles_seen_max": 3200, "steps_before": 0}
 
 
 # --------------------------------------------------------------------------- warnings
