@@ -80,7 +80,8 @@ class TilingConfig:
 
 #: Training settings added after model files and train.json existed, with their defaults (see
 #: :meth:`TrainConfig.to_dict`): continuation of a run from an earlier one (``beadseg search`` rungs).
-LATER_SETTINGS: dict[str, Any] = {"epoch_offset": 0, "schedule_epochs": None}
+LATER_SETTINGS: dict[str, Any] = {"epoch_offset": 0, "schedule_epochs": None, "cosine_floor": 0.01,
+                                   "plateau_factor": 0.5, "plateau_patience": None}
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,9 @@ class TrainConfig:
     channels_last: bool
     epoch_offset: int = 0
     schedule_epochs: int | None = None
+    cosine_floor: float = 0.01
+    plateau_factor: float = 0.5
+    plateau_patience: int | None = None
 
     @property
     def effective_batch_size(self) -> int:

@@ -72,7 +72,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 def lr_factor(epoch: int, cfg: TrainConfig) -> float:
     """Multiplier of the base learning rate at the start of ``epoch`` (0-based, this run's own epochs): linear
-    warm-up, then constant or cosine (to 1 % of the base rate at the end of the schedule). Plateau reductions
+    warm-up, then constant or cosine (to ``cosine_floor`` of the base rate, 1 % by default, at the end of the
+    schedule). Plateau reductions
     apply on top.
 
     A continuation (``epoch_offset`` > 0: a later rung of ``beadseg search``) sits at epoch
@@ -84,7 +85,7 @@ def lr_factor(epoch: int, cfg: TrainConfig) -> float:
     if cfg.schedule == "cosine":
         span = max(1, cfg.schedule_length - cfg.warmup_epochs)
         progress = min(1.0, (epoch - cfg.warmup_epochs) / span)
-        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+        return cfg.cosine_floor + (1 - cfg.cosine_floor) * 0.5 * (1 + math.cos(math.pi * progress))
     return 1.0
 
 
@@ -254,8 +255,9 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
         self.loss_fn = make_loss(cfg)
         self.optimizer = make_optimizer(self.model, cfg)
-        self.plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max", factor=0.5,
-                                                                   patience=max(1, cfg.patience // 3))
+        plateau_patience = cfg.plateau_patience or max(1, cfg.patience // 3)
+        self.plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max",
+                                                                   factor=cfg.plateau_factor, patience=plateau_patience)
                         if cfg.schedule == "plateau" else None)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.history: list[dict[str, Any]] = []

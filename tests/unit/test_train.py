@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -244,6 +245,9 @@ def test_lr_schedule_known_values():
     assert lr_factor(1, cfg) == pytest.approx(1.0)
     assert lr_factor(10, cfg) == pytest.approx(0.01)
     assert lr_factor(5, config().run("a")) == 1.0
+    floor = config(max_epochs=10, warmup_epochs=1, schedule="cosine", cosine_floor=0.1).run("a")
+    assert lr_factor(10, floor) == pytest.approx(0.1) and lr_factor(1, floor) == pytest.approx(1.0)
+    assert lr_factor(5, floor) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 4 / 9)))
 
 
 def test_augmentation_moves_image_and_mask_together():
@@ -293,6 +297,13 @@ def test_plateau_schedule_lowers_the_learning_rate(project):
     trainer.fit()
     lrs = [row["lr"] for row in trainer.history]
     assert lrs[0] == pytest.approx(1e-3) and lrs[-1] < lrs[0]
+    # the settings: a factor of 0.1 once more than plateau_patience=1 epochs passed without improvement
+    # (epoch 1 is the best, epochs 2 and 3 are not: the rate drops for epoch 4, then again for epoch 6)
+    cfg = config(schedule="plateau", patience=9, max_epochs=6, lr=1e-3, plateau_factor=0.1, plateau_patience=1)
+    trainer = Trainer("a", cfg.run("a"), DeviceLease(torch.device("cpu"), None, "cpu"), project, False)
+    trainer.validate = lambda: (0.5, 0.3, 0.4)
+    trainer.fit()
+    assert [row["lr"] for row in trainer.history] == pytest.approx([1e-3, 1e-3, 1e-3, 1e-4, 1e-4, 1e-5])
 
 
 def test_loss_setting_selects_the_loss():
