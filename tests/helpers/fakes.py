@@ -288,3 +288,12 @@ def analysed_project(root: Path, runs: dict[str, dict[str, Any]], **kwargs: Any)
     project = make_project(root, runs, **kwargs)
     run_analysis(project)
     return project
+
+
+def report_section(text: str, heading: str) -> str:
+    """The body of the '## heading' section of a report ('' when absent)."""
+    start = text.find(f"## {heading}")
+    if start < 0:
+        return ""
+    end = text.find("\n## ", start + 3)
+    return text[start:] if end < 0 else text[start:end]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from beadseg.config import Config, validate
 from beadseg.data.build import build_dataset
@@ -23,3 +27,16 @@ def tiny_params(**train: Any) -> dict[str, Any]:
 def make_tiny_project(root: Path, params: dict[str, Any] | None = None) -> Config:
     """Write the synthetic images, split and tiles under ``root``; return the validated config."""
     return build_dataset(validate(params or tiny_params()), root)
+
+
+def tiny_project_with_params(root: Path) -> Path:
+    """make_tiny_project plus the params.yaml it was made from, so `beadseg` commands run in ``root``."""
+    make_tiny_project(root)
+    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    return root
+
+
+def run_beadseg(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`beadseg -q ARGS` as a process in ``root`` (not checked: tests look at the exit code and stderr)."""
+    return subprocess.run([sys.executable, "-m", "beadseg", "-q", *args], cwd=root, capture_output=True, text=True,
+                          timeout=300, check=False)

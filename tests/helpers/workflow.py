@@ -11,7 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +148,22 @@ def copy_project(src: Path, dest: Path) -> Path:
     shutil.copytree(src, dest, symlinks=True)
     return dest
 
+
+
+class Recorder:
+    """Stands in for ``sync._run``: records each command and answers it with ``answer(cmd)``."""
+
+    def __init__(self, answer: Callable[[list[str], Path], subprocess.CompletedProcess[str]]) -> None:
+        self.answer = answer
+        self.calls: list[list[str]] = []
+
+    def __call__(self, cmd: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+        self.calls.append(list(cmd))
+        return self.answer(list(cmd), cwd)
+
+    def ran(self, *words: str) -> bool:
+        """Whether any recorded command starts with these words (e.g. 'dvc', 'commit')."""
+        return any(call[:len(words)] == list(words) for call in self.calls)
+
+    def ran_flag(self, program: str, flag: str) -> bool:
+        return any(call[0] == program and flag in call for call in self.calls)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 from pathlib import Path
 
@@ -17,38 +15,7 @@ import torch
 from beadseg import devices
 from beadseg.devices import DeviceError, amp_dtype, lease_device, lock_dir, visible_gpu_ids
 from beadseg.errors import BeadsegError
-
-# Holds a lease for argv[1] seconds, or until stdin is closed when argv[1] is "stdin".
-HOLDER = textwrap.dedent("""
-    import sys, time
-    from beadseg.devices import lease_device
-    with lease_device(poll_s=0.05) as lease:
-        print(lease.gpu_id, lease.device.type, flush=True)
-        if sys.argv[1] == "stdin":
-            sys.stdin.read()
-        else:
-            time.sleep(float(sys.argv[1]))
-""")
-
-ENV_VARS = ("BEADSEG_FAKE_GPUS", "BEADSEG_LOCK_DIR", "BEADSEG_GPU_WAIT", "BEADSEG_JOBS_PER_GPU", "BEADSEG_DEVICE",
-            "CUDA_VISIBLE_DEVICES")
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    """Every test starts without the user's device settings."""
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
-
-
-def _env(tmp_path: Path, gpus: int, wait: float, **extra: str) -> dict[str, str]:
-    return {**os.environ, "BEADSEG_FAKE_GPUS": str(gpus), "BEADSEG_LOCK_DIR": str(tmp_path),
-            "BEADSEG_GPU_WAIT": str(wait), **extra}
-
-
-def _start(env: dict[str, str], hold: float | str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", HOLDER, str(hold)], env=env, stdout=subprocess.PIPE, text=True,
-                            **kwargs)
+from tests.helpers.devices import clean_env  # noqa: F401  (autouse fixture)
 
 
 def _fake_cuda(monkeypatch, count: int, visible: str | None = None) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,19 +14,15 @@ from beadseg import paths
 from beadseg.config import validate
 from beadseg.data.provenance import check_split
 from beadseg.errors import DataError
-from tests.helpers.tiny import make_tiny_project, tiny_params
+from tests.helpers.tiny import run_beadseg, tiny_params, tiny_project_with_params
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    make_tiny_project(tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    return tmp_path
+    return tiny_project_with_params(tmp_path)
 
 
-def beadseg(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "beadseg", "-q", *args], cwd=root, capture_output=True, text=True,
-                          timeout=300, check=False)
+beadseg = run_beadseg
 
 
 def test_other_data_settings_are_refused_naming_the_setting_and_the_step_to_rerun(project):

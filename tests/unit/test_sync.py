@@ -17,6 +17,7 @@ import pytest
 
 from beadseg import sync
 from beadseg.errors import BeadsegError
+from tests.helpers.workflow import Recorder
 
 # What Snakemake 9 prints, trimmed (the real answers were captured from the tiny project's `snakemake -n`).
 STATS = """Job stats:
@@ -97,25 +98,6 @@ UNREADABLE_DVC = {
 def _proc(cmd: Sequence[str], stdout: str = "", returncode: int = 0,
           stderr: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(list(cmd), returncode, stdout, stderr)
-
-
-class Recorder:
-    """Stands in for ``sync._run``: records each command and answers it with ``answer(cmd)``."""
-
-    def __init__(self, answer: Callable[[list[str], Path], subprocess.CompletedProcess[str]]) -> None:
-        self.answer = answer
-        self.calls: list[list[str]] = []
-
-    def __call__(self, cmd: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-        self.calls.append(list(cmd))
-        return self.answer(list(cmd), cwd)
-
-    def ran(self, *words: str) -> bool:
-        """Whether any recorded command starts with these words (e.g. 'dvc', 'commit')."""
-        return any(call[:len(words)] == list(words) for call in self.calls)
-
-    def ran_flag(self, program: str, flag: str) -> bool:
-        return any(call[0] == program and flag in call for call in self.calls)
 
 
 def answers(dry_run: str = NOTHING, status: str = CLEAN, dry_rc: int = 0, status_rc: int = 0,

@@ -24,7 +24,7 @@ from beadseg.config import load_config
 from beadseg.errors import DataError
 from beadseg.plan import expand_grid
 from beadseg.quality import MIN_STEPS
-from tests.helpers.fakes import analysed_project, make_project  # noqa: E402
+from tests.helpers.fakes import analysed_project, make_project, report_section  # noqa: E402
 
 # "tiny" has the highest tile-level score but learned nothing (full-image Jaccard below the all-bead
 # prediction, flat probability map, only 6 optimizer steps): it must never be named best.
@@ -84,13 +84,7 @@ def _summary(root: Path) -> dict[str, Any]:
     return json.loads((root / paths.summary_json()).read_text())
 
 
-def _section(text: str, heading: str) -> str:
-    """The body of the '## heading' section ('' when absent)."""
-    start = text.find(f"## {heading}")
-    if start < 0:
-        return ""
-    end = text.find("\n## ", start + 3)
-    return text[start:] if end < 0 else text[start:end]
+_section = report_section
 
 
 def _valid_ids(spec: dict[str, dict[str, Any]]) -> list[str]:

@@ -20,7 +20,7 @@ from beadseg.analysis.aggregate import aggregate
 from beadseg.analysis.gradients import pixel_gradient_analysis
 from beadseg.config import load_config
 from beadseg.errors import DataError
-from tests.helpers.fakes import analysed_project, make_project  # noqa: E402
+from tests.helpers.fakes import analysed_project, make_project, report_section  # noqa: E402
 
 # Test agrees with val: the fakes derive each run's test Jaccard from its val score, keeping the order.
 AGREE = {
@@ -65,12 +65,7 @@ def _report(root: Path) -> str:
     return (root / paths.report_file()).read_text()
 
 
-def _section(text: str, heading: str) -> str:
-    start = text.find(f"## {heading}")
-    if start < 0:
-        return ""
-    end = text.find("\n## ", start + 3)
-    return text[start:] if end < 0 else text[start:end]
+_section = report_section
 
 
 def _json(root: Path, path: Path) -> dict[str, Any]:

@@ -6,14 +6,13 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
 
-from beadseg import devices
-from beadseg.devices import lease_device
+from tests.helpers.devices import clean_env  # noqa: F401  (autouse fixture)
 
+# Holds a lease for argv[1] seconds, or until stdin is closed when argv[1] is "stdin".
 HOLDER = textwrap.dedent("""
     import sys, time
     from beadseg.devices import lease_device
@@ -24,17 +23,6 @@ HOLDER = textwrap.dedent("""
         else:
             time.sleep(float(sys.argv[1]))
 """)
-
-
-ENV_VARS = ("BEADSEG_FAKE_GPUS", "BEADSEG_LOCK_DIR", "BEADSEG_GPU_WAIT", "BEADSEG_JOBS_PER_GPU", "BEADSEG_DEVICE",
-            "CUDA_VISIBLE_DEVICES")
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    """Every test starts without the user's device settings."""
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
 
 
 def _env(tmp_path: Path, gpus: int, wait: float, **extra: str) -> dict[str, str]:
@@ -48,24 +36,6 @@ def _start(env: dict[str, str], hold: float | str, **kwargs) -> subprocess.Popen
 
 
 PRINT_ORDER = "import os, beadseg.devices; print(os.environ.get('CUDA_DEVICE_ORDER'))"
-
-
-class _Holder(threading.Thread):
-    """Holds a lease in its own thread (its own open file description) until ``release`` is set."""
-
-    def __init__(self, log: list[str], name: str, wait_s: float = 0) -> None:
-        super().__init__(daemon=True)
-        self.log, self.label, self.wait_s = log, name, wait_s
-        self.got, self.release = threading.Event(), threading.Event()
-        self.lease: devices.DeviceLease | None = None
-
-    def run(self) -> None:
-        with lease_device(wait_s=self.wait_s, poll_s=0.02) as lease:
-            self.lease = lease
-            self.log.append(f"{self.label} got {lease.gpu_id}")
-            self.got.set()
-            self.release.wait(60)
-            self.log.append(f"{self.label} releases")
 
 
 

@@ -93,7 +93,8 @@ def test_dvc_repro_then_one_runs_lr_then_metrics_diff_then_exp_run(tmp_path: Pat
     scores = exp["metrics"][f"results/runs/{untouched}/metrics.json"]["data"]
     assert 0 <= scores["full_val_jaccard"] <= 1 and "status" not in scores  # the experiment's own scores
     summary = exp["metrics"]["results/summary/summary.json"]
-    assert 0 <= summary["data"]["best_full_val_jaccard"] <= 1, summary
+    # the experiment's summary (tiny runs may not be results, so their best scores can be null, which DVC drops)
+    assert summary["data"]["n_runs"] == len(wf.runs) and 0 <= summary["data"]["baseline_full_val_jaccard"] <= 1
     baseline = [e for e in experiment_rows(shown) if e["params"]["params.yaml"]["data"]["runs"][untouched].get("lr")
                 != 0.005]
     assert baseline, "dvc exp show lists the commit the experiment started from"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,19 +9,15 @@ import yaml
 
 from beadseg import paths
 from beadseg.config import validate
-from tests.helpers.tiny import make_tiny_project, tiny_params
+from tests.helpers.tiny import run_beadseg, tiny_params, tiny_project_with_params
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    make_tiny_project(tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    return tmp_path
+    return tiny_project_with_params(tmp_path)
 
 
-def beadseg(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "beadseg", "-q", *args], cwd=root, capture_output=True, text=True,
-                          timeout=300, check=False)
+beadseg = run_beadseg
 
 
 

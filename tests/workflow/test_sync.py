@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from beadseg import sync
 from beadseg.errors import BeadsegError
-
-
-class Recorder:
-    """Stands in for ``sync._run``: records each command and answers it with ``answer(cmd)``."""
-
-    def __init__(self, answer: Callable[[list[str], Path], subprocess.CompletedProcess[str]]) -> None:
-        self.answer = answer
-        self.calls: list[list[str]] = []
-
-    def __call__(self, cmd: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-        self.calls.append(list(cmd))
-        return self.answer(list(cmd), cwd)
-
-    def ran(self, *words: str) -> bool:
-        """Whether any recorded command starts with these words (e.g. 'dvc', 'commit')."""
-        return any(call[:len(words)] == list(words) for call in self.calls)
-
-    def ran_flag(self, program: str, flag: str) -> bool:
-        return any(call[0] == program and flag in call for call in self.calls)
-
+from tests.helpers.workflow import Recorder
 
 
 @pytest.mark.integration

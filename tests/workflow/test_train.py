@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import torch
 import yaml
 
@@ -21,19 +20,9 @@ from tests.helpers.tiny import make_tiny_project, tiny_params
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    make_tiny_project(root)
-    return root
-
-
-def history(root: Path, run: str = "a") -> pd.DataFrame:
-    return pd.read_csv(root / paths.history_file(run))
-
-
-
-def test_kill_9_mid_run_then_rerun_resumes(project, tmp_path):
+def test_kill_9_mid_run_then_rerun_resumes(tmp_path: Path) -> None:
+    project = tmp_path
+    make_tiny_project(project)
     params = tiny_params(max_epochs=40, patience=40)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     ckpt = project / paths.checkpoint_file("a")
@@ -55,5 +44,5 @@ def test_kill_9_mid_run_then_rerun_resumes(project, tmp_path):
     out = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert f"resuming after epoch {done}" in out.stderr or f"resuming after epoch {done + 1}" in out.stderr
-    assert list(history(project)["epoch"]) == list(range(1, 41))
+    assert list(pd.read_csv(project / paths.history_file("a"))["epoch"]) == list(range(1, 41))
 
