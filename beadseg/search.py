@@ -356,7 +356,8 @@ def rung_states(cfg: Config, root: Path = Path(".")) -> list[RungState]:
 def full_grid_steps(cfg: Config) -> int:
     """Optimizer steps of the full grid: every configuration of rung 0 trained to the full budget."""
     search = cfg.search
-    assert search is not None
+    if search is None:
+        raise ValueError("full_grid_steps needs a params file with a search: section")
     return sum(cfg.run(r).steps_per_epoch * search.budgets[-1] for r in search.rung_runs(0))
 
 

@@ -252,9 +252,9 @@ def run_search(search_file: str, engine: Engine, root: Path = Path(".")) -> Conf
                 text = (root / PARAMS).read_text(encoding="utf-8")
                 replaced = sorted(set(cfg.run_ids) - {f"r0_{c}" for c in spec.configs})
                 cfg = _write(root, write_rungs(text, spec, defaults, [list(spec.configs)]))
-                assert cfg.search is not None
-                _say(f"planned rung 0 of {spec.name}: {len(spec.configs)} runs x {cfg.search.budgets[0]} epoch(s) "
-                     f"(budgets {list(cfg.search.budgets)}) in {PARAMS}"
+                budgets = rung_budgets(spec.min_epochs, spec.eta, full_budget(spec, defaults))
+                _say(f"planned rung 0 of {spec.name}: {len(spec.configs)} runs x {budgets[0]} epoch(s) "
+                     f"(budgets {budgets}) in {PARAMS}"
                      + (f"; replaced its run table ({len(replaced)} runs)" if replaced else ""))
                 continue
             check_matches(cfg.search, spec, defaults, PARAMS)

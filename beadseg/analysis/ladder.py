@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from beadseg.analysis import stats
-from beadseg.config import Config
+from beadseg.config import Config, SearchConfig
 
 
 def _value(row: pd.Series, key: str) -> float | None:
@@ -62,14 +62,12 @@ def ladder_numbers(cfg: Config, runs: pd.DataFrame) -> dict[str, Any] | None:
         "ladders": ladders, "rungs_planned": len(search.rungs), "finished": finished,
         "reached": {c: len(ladders[c]) - 1 for c in configs},  # index of the last rung each configuration reached
         "winner": winner["run_id"] if winner else None, "winner_score": winner["score"] if winner else None,
-        **compute_saved(cfg, points, configs),
+        **compute_saved(cfg, search, points, configs),
     }
 
 
-def compute_saved(cfg: Config, points: list[dict[str, Any]], configs: list[str]) -> dict[str, Any]:
+def compute_saved(cfg: Config, search: SearchConfig, points: list[dict[str, Any]], configs: list[str]) -> dict[str, Any]:
     """Optimizer steps and training wall time of the search against the full grid at the full budget."""
-    search = cfg.search
-    assert search is not None  # ladder_numbers checked it
     steps_used = sum(p["steps"] or 0 for p in points)
     wall_used = sum(p.get("wall_seconds") or 0 for p in points)
     full_epochs = search.budgets[-1]
