@@ -43,8 +43,10 @@ report-html: install
 	$(SNAKEMAKE) --report report.html
 	@echo "HTML report: $(abspath report.html)"
 
+# Workers for `make test` (pytest-xdist): one per core by default; TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= auto
 test: install lint
-	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: install
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q tests/unit
