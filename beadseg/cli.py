@@ -167,6 +167,36 @@ def cmd_search_run(args: argparse.Namespace) -> None:
     run_search(args.search, engine)
 
 
+def cmd_search_propose(args: argparse.Namespace) -> None:
+    import yaml
+
+    from beadseg import paths
+    from beadseg.analysis.aggregate import load_runs
+    from beadseg.config import read_params, validate
+    from beadseg.fsutil import write_text
+    from beadseg.plan import replace_runs_block
+    from beadseg.propose import describe, load_space, observations, proposal_table, propose
+
+    space, fixed = load_space(args.space)
+    cfg = _config(args)
+    if not (Path(".") / paths.runs_table()).is_file():
+        raise BeadsegError(f"'{paths.runs_table()}' not found: run the search (and its aggregate step) first, so "
+                           "proposals can learn from its results")
+    observed, skipped = observations(load_runs(Path(".")), space, fixed)
+    for line in describe(observed, skipped, args.startup):
+        print(line, file=sys.stderr)
+    points = propose(space, observed, args.n, seed=args.seed, startup=args.startup)
+    table = proposal_table(points, space, fixed, set(cfg.run_ids))
+    print(yaml.safe_dump({"runs": table}, sort_keys=False), end="")
+    if args.write:
+        raw = read_params(args.params)
+        merged = {**(raw.get("runs") or {}), **table}
+        text = replace_runs_block(Path(args.params).read_text(encoding="utf-8"), merged)
+        validate(yaml.safe_load(text), source=f"{args.params} with the proposals")
+        write_text(args.params, text)
+        print(f"propose: added {len(table)} run(s) to the runs: table of {args.params}", file=sys.stderr)
+
+
 def cmd_search_status(args: argparse.Namespace) -> None:
     from beadseg.search_driver import status_lines
 
@@ -253,6 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--engine", choices=("snakemake", "dvc"), default="snakemake",
                    help="run each rung with snakemake (default) or dvc repro")
     q.add_argument("--dry-run", action="store_true", help="print the rung plan and its step budget; run nothing")
+    q = search_sub.add_parser("propose", parents=[common],
+                              help="propose the next runs from the results so far (Optuna TPE; beadseg[search])",
+                              description="Fit Optuna's TPE sampler to the comparable runs of results/summary/runs.csv "
+                              "(their settings on SPACE.yaml's axes, their full-image val Jaccard) and print N new "
+                              "configurations as a run table; --write adds them to params.yaml's runs.")
+    q.set_defaults(func=cmd_search_propose)
+    q.add_argument("space", metavar="SPACE.yaml", help="search space: space: {setting: {log_uniform|uniform|int|"
+                   "choice: ...}}, optional fixed: {setting: value}")
+    q.add_argument("--n", type=int, default=4, help="how many configurations to propose (default 4)")
+    q.add_argument("--seed", type=int, default=0, help="sampler seed: the same results and seed give the same proposals")
+    q.add_argument("--startup", type=int, default=10,
+                   help="finished trials before TPE models them; fewer are sampled at random (default 10)")
+    q.add_argument("--write", action="store_true", help="add the proposals to the runs: table of --params")
     q = search_sub.add_parser("status", parents=[common], help="rungs done, survivors, steps used vs the full grid")
     q.set_defaults(func=cmd_search_status)
     p = add("predict", cmd_predict, "segment new TIFF images with a trained model: per image a uint16 label TIFF "
