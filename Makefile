@@ -44,9 +44,10 @@ report-html: install
 	@echo "HTML report: $(abspath report.html)"
 
 # Workers for `make test` (pytest-xdist): one per core by default; TEST_WORKERS=0 runs in one process.
+# worksteal: an idle worker takes tests queued on a busy one, so the long real-tool tests do not leave a tail.
 TEST_WORKERS ?= auto
 test: install lint
-	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 test-fast: install
 	PATH="$(BIN):$$PATH" $(BIN)/python -m pytest -q tests/unit
