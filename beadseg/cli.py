@@ -124,8 +124,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_plan(args: argparse.Namespace) -> None:
     import yaml
 
-    from beadseg.config import validate
-    from beadseg.plan import expand_grid, finetune_table, render_runs_block, replace_runs_block
+    from beadseg.plan import expand_grid, finetune_table, render_runs_block, replace_runs_block, write_params_text
 
     grid_path = Path(args.grid)
     if not grid_path.is_file():
@@ -145,10 +144,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
     new_text = replace_runs_block(text, table)
     if finetune is not None:
         new_text = replace_runs_block(new_text, finetune, "finetune")
-    validate(yaml.safe_load(new_text), source=f"{params_path} (with the planned runs)")  # refuse to write a bad file
-    from beadseg.fsutil import write_text
-
-    write_text(params_path, new_text)
+    write_params_text(params_path, new_text, "with the planned runs")
     extra = f" and {len(finetune)} finetune runs" if finetune else ""
     print(f"plan: wrote {len(table)} runs{extra} to {params_path}", file=sys.stderr)
 
@@ -172,9 +168,8 @@ def cmd_search_propose(args: argparse.Namespace) -> None:
 
     from beadseg import paths
     from beadseg.analysis.aggregate import load_runs
-    from beadseg.config import read_params, validate
-    from beadseg.fsutil import write_text
-    from beadseg.plan import replace_runs_block
+    from beadseg.config import read_params
+    from beadseg.plan import replace_runs_block, write_params_text
     from beadseg.propose import describe, load_space, observations, proposal_table, propose
 
     space, fixed = load_space(args.space)
@@ -192,8 +187,7 @@ def cmd_search_propose(args: argparse.Namespace) -> None:
         raw = read_params(args.params)
         merged = {**(raw.get("runs") or {}), **table}
         text = replace_runs_block(Path(args.params).read_text(encoding="utf-8"), merged)
-        validate(yaml.safe_load(text), source=f"{args.params} with the proposals")
-        write_text(args.params, text)
+        write_params_text(args.params, text, "with the proposals")
         print(f"propose: added {len(table)} run(s) to the runs: table of {args.params}", file=sys.stderr)
 
 

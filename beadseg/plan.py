@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
 
-from beadseg.config import RUN_ID_PATTERN, normalize_numbers, schema
+from beadseg.config import RUN_ID_PATTERN, Config, normalize_numbers, schema, validate
 from beadseg.errors import ConfigError
+from beadseg.fsutil import write_text
 
 # Short, readable prefixes for axes (the value follows the prefix directly).
 AXIS_PREFIX: dict[str, str] = {
@@ -205,3 +207,12 @@ def replace_runs_block(params_text: str, table: Mapping[str, Mapping[str, Any]],
     """Replace the top-level ``runs:`` (or ``finetune:``) block of a params file's text, keeping everything
     else (comments too)."""
     return replace_block(params_text, key, render_runs_block(table, key))
+
+
+def write_params_text(path: str | os.PathLike[str], text: str, what: str) -> Config:
+    """Validate an edited params file's text and only then write it atomically; returns its config.
+
+    ``what`` names the edit in the error (e.g. "with the planned runs"), so a refused file says why."""
+    cfg = validate(yaml.safe_load(text), source=f"{path} ({what})")  # never write a bad file
+    write_text(path, text)
+    return cfg

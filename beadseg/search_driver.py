@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import filelock
-import yaml
 
 from beadseg import paths
 from beadseg.config import Config, read_params, validate
 from beadseg.errors import BeadsegError, ConfigError
-from beadseg.fsutil import write_text
+from beadseg.plan import write_params_text
 from beadseg.runlock import LOCK_DIR
 from beadseg.search import (
     Outcome,
@@ -195,9 +194,7 @@ def _load(root: Path) -> tuple[dict, Config]:
 
 
 def _write(root: Path, text: str) -> Config:
-    cfg = validate(yaml.safe_load(text), source=f"{PARAMS} (with the next rung)")  # never write a bad file
-    write_text(root / PARAMS, text)
-    return cfg
+    return write_params_text(root / PARAMS, text, "with the next rung")
 
 
 def plan_lines(search_file: str, root: Path = Path(".")) -> list[str]:

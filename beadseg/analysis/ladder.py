@@ -35,7 +35,7 @@ def _point(runs: pd.DataFrame, rung: int, epochs: int, run_id: str) -> dict[str,
     row = _row(runs, run_id)
     if row is None:  # planned, not trained yet
         return {"rung": rung, "epochs": epochs, "run_id": run_id, "score": None, "status": "pending", "steps": None}
-    valid = bool(stats.result_mask(row.to_frame().T).iloc[0])
+    valid = row.get("status") not in stats.INVALID_STATUSES
     return {"rung": rung, "epochs": epochs, "run_id": run_id, "score": _value(row, "full_val_jaccard"),
             "status": str(row.get("status")) if valid else f"{row.get('status')} (not a result)",
             "steps": _value(row, "optimizer_steps"), "wall_seconds": _value(row, "wall_seconds")}
