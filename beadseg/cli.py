@@ -196,6 +196,19 @@ def cmd_search_status(args: argparse.Namespace) -> None:
 
     for line in status_lines(_config(args)):
         print(line)
+    print("every run's state, epoch, ETA and the leaderboard: beadseg status")
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from beadseg.status import status_lines, watch
+
+    if args.watch is None:
+        for line in status_lines(_config(args)):
+            print(line)
+        return
+    if args.watch <= 0:
+        raise BeadsegError(f"--watch {args.watch:g}: give the seconds between refreshes, a number above 0")
+    watch(lambda: status_lines(_config(args)), args.watch)  # params.yaml re-read: a halving search adds rungs
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -292,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--write", action="store_true", help="add the proposals to the runs: table of --params")
     q = search_sub.add_parser("status", parents=[common], help="rungs done, survivors, steps used vs the full grid")
     q.set_defaults(func=cmd_search_status)
+    p = add("status", cmd_status, "watch a running search: every run's state, epoch, best val score, device, elapsed "
+            "time and ETA, and a leaderboard of the runs scored so far (read from the files the steps write)")
+    p.add_argument("--watch", nargs="?", type=float, const=5.0, default=None, metavar="SECONDS",
+                   help="refresh every SECONDS (default 5) until Ctrl-C: in place on a terminal, plain blocks when piped")
     p = add("predict", cmd_predict, "segment new TIFF images with a trained model: per image a uint16 label TIFF "
             "(<stem>_labels.tif), a probability TIFF (<stem>_prob.tif) and a per-bead table (<stem>_beads.csv), "
             "plus summary.csv")
