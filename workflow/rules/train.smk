@@ -2,7 +2,8 @@
 #
 # Re-run triggers (Snakemake's defaults: mtime, params, input, code, software-env) are kept on purpose:
 #   params  = every setting of this run (defaults merged with its overrides): editing one run's lr
-#             re-runs that run only; editing a `train:` default re-runs every run that inherits it.
+#             re-runs that run only; editing a `train:` default re-runs every run that inherits it;
+#             evaluation.threshold too (validation picks the best epoch at it; the model file records it).
 #   code    = the shell command template below, not the beadseg package: editing Python modules does not
 #             retrain anything (force it with `snakemake --forcerun train` or `dvc repro -f -s ...`).
 #   input   = the set of input files (its tile sizes, its init_from model).
@@ -33,6 +34,7 @@ rule train:
         runtime=lambda wildcards, attempt: 120 * attempt,
     params:
         settings=run_settings,
+        threshold=CFG.evaluation.threshold,  # chooses the best epoch; the model file records it
     shell:
         "beadseg train --run {wildcards.run} --threads {threads} 2>&1 | tee {log}"
 
