@@ -13,15 +13,29 @@ from beadseg.system import available_cores
 
 
 def _config(args: argparse.Namespace):  # noqa: ANN202 - Config, imported lazily for a fast --help
-    from beadseg.config import load_config
+    import os
 
-    return load_config(args.params)
+    from beadseg.config import load_config, read_params
+
+    cfg = load_config(args.params)
+    if os.environ.get("DVC_STAGE"):  # a step of `dvc repro`: stop at its first stage if a later one would
+        from beadseg.dvc_params import check_params_for_dvc
+
+        check_params_for_dvc(read_params(args.params), args.params)
+    return cfg
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
+    from beadseg.config import read_params
+    from beadseg.dvc_params import check_params_for_dvc
+
     cfg = _config(args)
     print(f"{args.params}: valid; {len(cfg.runs)} run(s), tile sizes {list(cfg.tiling.sizes)}, data from "
           f"{cfg.data.source} ({cfg.data.images})")
+    try:
+        check_params_for_dvc(read_params(args.params), args.params)
+    except BeadsegError as exc:
+        print(f"warning: Snakemake runs it, but `dvc repro` would stop: {exc}", file=sys.stderr)
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
@@ -221,6 +235,22 @@ def cmd_predict(args: argparse.Namespace) -> None:
                   progress=not args.quiet)
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from beadseg.export import export_run
+    from beadseg.paths import model_file
+
+    model = Path(args.model) if args.model is not None else model_file(args.run)
+    out = Path(args.out) if args.out else Path("export") / (args.run or model.parent.name)
+    result = export_run(model, out, image=Path(args.input) if args.input else None, author=args.author,
+                        license_id=args.license, validate=not args.no_validate)
+    if not args.quiet:
+        print(result.validation, file=sys.stderr)
+    print(f"export: {result.torchscript} (TorchScript: raw image in, bead probabilities out; normalisation and "
+          f"threshold inside) and {result.package_zip} (bioimage.io package, also unpacked in {result.package_dir}); "
+          f"both reproduce beadseg's probabilities of the test input within {result.max_difference:.1g}",
+          file=sys.stderr)
+
+
 def cmd_import(args: argparse.Namespace) -> None:
     from beadseg.data.ingest import add_folder
 
@@ -318,17 +348,30 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--run", metavar="ID", help="predict with the model of this run (results/runs/ID/model.pt)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--threshold", type=float, default=None,
-                   help="probability above which a pixel is bead (default: the threshold stored in the model file)")
+                   help="probability above which a pixel is bead (default: the one the run was scored with, from "
+                        "its evaluation.json; before evaluation, the model file's)")
     p.add_argument("--objects", choices=("components", "watershed"), default=None,
                    help="how bead pixels become beads: 'components' (connected regions; touching beads stay one) "
-                        "or 'watershed' (splits touching beads) (default: the method the model file records, "
-                        "chosen on its training masks)")
-    p.add_argument("--min-area", type=int, default=4, metavar="PX",
-                   help="drop beads smaller than this many pixels (default: 4)")
+                        "or 'watershed' (splits touching beads) (default: the method the run was scored with)")
+    p.add_argument("--min-area", type=int, default=None, metavar="PX",
+                   help="drop beads smaller than this many pixels (default: the run's evaluation.min_bead_area, "
+                        "else 4)")
     p.add_argument("--overlap", type=float, default=0.25,
                    help="fraction of each inference tile shared with its neighbours, 0 to 0.9 (default: 0.25)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: all available cores)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE", help="2-D grayscale TIFF images (.tif/.tiff)")
+    p = add("export", cmd_export, "write a run's model as TorchScript (normalisation and threshold inside) and as a "
+            "bioimage.io model package for deepImageJ (Fiji), napari, ilastik and QuPath")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", metavar="ID", help="export the model of this run (results/runs/ID/model.pt)")
+    which.add_argument("--model", metavar="PATH", help="model file to export")
+    p.add_argument("--out", metavar="DIR", help="new output folder (default: export/ID)")
+    p.add_argument("--input", metavar="IMAGE", help="TIFF whose centred tile becomes the package's test input "
+                   "(default: the first validation image)")
+    p.add_argument("--author", help="author named in rdf.yaml (default: git config user.name, else your login)")
+    p.add_argument("--license", default="CC-BY-4.0", help="SPDX licence id of the weights (default: CC-BY-4.0)")
+    p.add_argument("--no-validate", action="store_true",
+                   help="skip bioimageio.spec validation (it runs when the beadseg[export] extra is installed)")
     p = add("import", cmd_import, "copy a folder of your TIFFs and masks into data/raw/NAME and dvc-add it, so "
             "`dvc pull` brings the images a model was trained on")
     p.add_argument("images", help="folder of 2-D TIFF images")

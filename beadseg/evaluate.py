@@ -40,6 +40,7 @@ from beadseg.fsutil import json_safe, write_json, write_text
 from beadseg.inference import predict_full
 from beadseg.metrics import confusion, dice_from_counts, jaccard_from_counts
 from beadseg.quality import degenerate_reasons, likely_causes, probability_spread, trivial_scores
+from beadseg.scoring import for_evaluation
 
 # Generic score names (what score_images returns) -> the names of the val and the test split in
 # metrics.json / runs.csv. Val keeps the names the analysis has always read.
@@ -50,7 +51,7 @@ _OBJECT_NAMES = {"n_true": "bead_n_true", "n_pred": "bead_n_pred", "count_error"
                  "mean_matched_iou": "bead_mean_matched_iou", "merges": "bead_merges", "splits": "bead_splits"}
 #: What evaluate writes to evaluation.json rather than metrics.json: everything that is not a score.
 INFO_KEYS = ("run_id", "status", "stop_reason", "degenerate_reasons", "likely_causes", "chosen_on", "evaluation",
-             "objects", "objects_chosen", "eval_seconds", "n_val_images", "n_test_images")
+             "objects", "objects_chosen", "postprocessing", "eval_seconds", "n_val_images", "n_test_images")
 PER_IMAGE_FIELDS = ("split", "image", "jaccard", "dice", "n_true", "n_pred", "count_error", "precision", "recall",
                     "f1", "mean_matched_iou", "merges", "splits")
 
@@ -97,7 +98,7 @@ def score_images(probabilities: Mapping[str, np.ndarray], truths: Mapping[str, n
 
     if evaluation.objects not in ("components", "watershed"):
         raise ValueError(f"score_images needs a resolved object method, got {evaluation.objects!r} "
-                         "(resolve 'auto' with resolve_objects first)")
+                         "(resolve 'auto' with beadseg.scoring.for_evaluation first)")
     tp = fp = fn = 0
     per_image: list[dict[str, Any]] = []
     object_rows: list[dict[str, Any]] = []
@@ -138,11 +139,6 @@ def per_image_csv(rows: list[dict[str, Any]], thresholds: tuple[float, ...]) -> 
 
 
 # --------------------------------------------------------------------------- the step
-
-
-def resolve_objects(evaluation: EvaluationConfig, chosen: str) -> EvaluationConfig:
-    """``evaluation`` with ``objects: auto`` replaced by ``chosen`` (the method picked on the training masks)."""
-    return dataclasses.replace(evaluation, objects=chosen) if evaluation.objects == "auto" else evaluation
 
 
 def read_train_info(run_id: str, root: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -201,7 +197,9 @@ def _evaluate_run(config: Config, run_id: str, threads: int, root: Path, progres
         set_threads(threads)
         with lease_device() as lease:
             model = model_file.build().to(lease.device)
-            evaluation = resolve_objects(evaluation, model_file.objects)
+            post = for_evaluation(config.evaluation, model_file)  # the threshold the best epoch was picked at
+            evaluation = dataclasses.replace(evaluation, objects=post.objects)
+            metrics["postprocessing"] = post.to_dict()  # what beadseg predict reads (beadseg/scoring.py)
             metrics["objects"] = evaluation.objects
             metrics["objects_chosen"] = "auto: on the training masks" if config.evaluation.objects == "auto" else "set"
             cfg = model_file.config

@@ -1,9 +1,10 @@
 """Segment new images with a trained run: ``beadseg predict --run ID --out DIR a.tif b.tif``.
 
 Every image is normalised the way the run's training images were (the percentiles stored in the
-model file), predicted by stitched sliding-window inference, thresholded at the model file's
-threshold (or ``--threshold``) and split into beads (the model file's ``objects`` method or ``--objects``, beads under
-``--min-area`` pixels dropped). Per input ``<stem>.tif`` the output folder receives
+model file), predicted by stitched sliding-window inference, thresholded and split into beads exactly as
+the evaluate step scored the run (threshold, object method and smallest bead from the run's
+``evaluation.json``, see :mod:`beadseg.scoring`; the model file's own before the run is evaluated), each
+overridable with ``--threshold``, ``--objects`` and ``--min-area``. Per input ``<stem>.tif`` the output folder receives
 
 * ``<stem>_labels.tif``: uint16 instance labels (0 background, 1..N beads), ImageJ-compatible, with
   the input's pixel size;
@@ -207,18 +208,23 @@ class _Progress:
 
 # --------------------------------------------------------------------------- the command
 def predict_files(model_path: Path, inputs: Sequence[Path], out_dir: Path, *, threshold: float | None = None,
-                  objects: str | None = None, min_area: int = 4, overlap: float = 0.25, threads: int = 0,
+                  objects: str | None = None, min_area: int | None = None, overlap: float = 0.25, threads: int = 0,
                   progress: bool = True) -> list[dict[str, Any]]:
     """Segment ``inputs`` with the model file ``model_path`` into ``out_dir``; return the summary rows.
 
-    ``threshold`` and ``objects`` None use the model file's; ``threads`` 0 uses every available core.
+    ``threshold``, ``objects`` and ``min_area`` None use what the run was scored with
+    (:func:`beadseg.scoring.for_prediction`); ``threads`` 0 uses every available core.
     Raises DataError / ConfigError, before writing anything, for bad inputs, options or model files.
     """
+    from beadseg.scoring import for_prediction
+
     out_dir = Path(out_dir)
     inputs = check_inputs(inputs, out_dir)
     model_file = load_model_file(Path(model_path))
-    threshold = model_file.threshold if threshold is None else threshold
-    objects = model_file.objects if objects is None else objects
+    scored = for_prediction(model_file)
+    threshold = scored.threshold if threshold is None else threshold
+    objects = scored.objects if objects is None else objects
+    min_area = scored.min_area if min_area is None else min_area
     _check_options(threshold, objects, min_area, overlap)
     pixel_sizes = {}
     for path in inputs:  # every image must be readable before the first output is written
@@ -267,5 +273,6 @@ def predict_files(model_path: Path, inputs: Sequence[Path], out_dir: Path, *, th
     if progress:
         total = sum(r["n_beads"] for r in rows)
         print(f"predict: {len(rows)} image(s), {total} beads (model {model_file.run_id}, threshold {threshold:g}, "
-              f"{objects}) -> {out_dir / SUMMARY_NAME}", file=sys.stderr)
+              f"{objects}, min area {min_area} px; defaults from {scored.source}) -> {out_dir / SUMMARY_NAME}",
+              file=sys.stderr)
     return rows

@@ -14,8 +14,11 @@ So both directions end with ``snakemake --touch``, which marks outputs current w
 both refuse to start unless the side they copy from is complete and up to date, so ``--touch`` never hides a
 real change:
 
-* to-dvc:   ``snakemake -n`` must have nothing to do  -> ``dvc commit --force`` -> ``snakemake --touch``
-* from-dvc: ``dvc status`` must be clean              -> ``snakemake --touch``    -> ``snakemake -n`` is empty
+* to-dvc:   ``snakemake -n`` must have nothing to do, params.yaml must carry every key dvc.yaml declares and
+            ``dvc status`` must answer -> ``dvc commit --force`` -> ``snakemake --touch`` (also when the commit
+            fails part-way, so Snakemake's view is as it was)
+* from-dvc: ``dvc status`` must be clean and ``snakemake -n`` must answer -> ``snakemake --touch`` ->
+            ``snakemake -n`` is empty
 """
 
 from __future__ import annotations
@@ -166,13 +169,44 @@ def snakemake_touch(cwd: Path) -> None:
     _check(_run(cmd, cwd), "snakemake --touch")
 
 
+def _last_line(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = [line.strip() for line in (proc.stdout + "\n" + proc.stderr).splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def check_dvc_can_commit(cwd: Path) -> None:
+    """Everything ``dvc commit`` checks that can be checked without writing: the params every stage declares
+    are in params.yaml, and dvc.yaml parses (``dvc status`` answers). Raises one BeadsegError otherwise."""
+    from beadseg.config import read_params
+    from beadseg.dvc_params import check_params_for_dvc
+
+    if (cwd / "dvc.yaml").is_file():
+        try:
+            check_params_for_dvc(read_params(cwd / "params.yaml"), "params.yaml", cwd / "dvc.yaml")
+        except BeadsegError as exc:
+            raise BeadsegError(f"{exc}; nothing was synced") from None
+    dvc_stale(cwd)  # raises when dvc.yaml does not parse or `dvc status` cannot be read
+
+
 def to_dvc(cwd: Path = Path(".")) -> None:
-    """Record the outputs of a finished Snakemake run in dvc.lock without re-running any stage."""
+    """Record the outputs of a finished Snakemake run in dvc.lock without re-running any stage.
+
+    All or nothing: everything DVC will check is checked before anything is rewritten; if ``dvc commit`` still
+    fails part-way (it rewrites outputs as it goes), Snakemake's view is restored with ``snakemake --touch``
+    (everything was current before), so ``snakemake -n`` is as empty as it was."""
     pending = snakemake_pending(cwd)
     if pending:
         raise BeadsegError(f"Snakemake still has {len(pending)} job(s) to run ({', '.join(pending[:8])}"
                            f"{', ...' if len(pending) > 8 else ''}): finish `snakemake` first, then sync")
-    _check(_run(["dvc", "commit", "--force", "--quiet"], cwd), "dvc commit")
+    check_dvc_can_commit(cwd)
+    commit = _run(["dvc", "commit", "--force", "--quiet"], cwd)
+    if commit.returncode != 0:
+        snakemake_touch(cwd)  # outputs it already rewrote have new mtimes; they were all current before
+        left = snakemake_pending(cwd)
+        state = ("Snakemake's view is restored (`snakemake -n` has nothing to do)" if not left else
+                 f"and Snakemake now wants to run {', '.join(left[:8])}")
+        raise BeadsegError(f"dvc commit failed part-way (exit {commit.returncode}: {_last_line(commit)}); {state}; "
+                           "fix that, then sync again")
     snakemake_touch(cwd)  # dvc commit re-copies cached outputs (new mtimes): tell Snakemake they are current
     stale = dvc_stale(cwd)
     if stale:
@@ -187,7 +221,11 @@ def from_dvc(cwd: Path = Path(".")) -> None:
     if stale:
         raise BeadsegError(f"dvc status is not clean ({', '.join(stale[:8])}{', ...' if len(stale) > 8 else ''}): "
                            "run `dvc repro`, or `dvc pull` / `dvc checkout`, first")
-    snakemake_touch(cwd)
+    snakemake_pending(cwd)  # Snakemake parses the workflow and answers, before any mtime changes
+    try:
+        snakemake_touch(cwd)
+    except BeadsegError as exc:
+        raise BeadsegError(f"{exc}\n(only modification times were changed; no file DVC tracks was rewritten)") from None
     pending = snakemake_pending(cwd)
     if pending:
         raise BeadsegError(f"after snakemake --touch, Snakemake still wants to run {', '.join(pending)}")

@@ -129,14 +129,64 @@ def record(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Recorder]:
 def test_readable_nothing_to_do_syncs_to_dvc(record, tmp_path: Path) -> None:
     rec = record()
     sync.to_dvc(tmp_path)
-    assert [c[:2] for c in rec.calls] == [["snakemake", "--dry-run"], ["dvc", "commit"], ["snakemake", "--touch"],
-                                        ["dvc", "status"]]
+    assert [c[:2] for c in rec.calls] == [["snakemake", "--dry-run"], ["dvc", "status"], ["dvc", "commit"],
+                                        ["snakemake", "--touch"], ["dvc", "status"]]
 
 
 def test_readable_clean_status_syncs_from_dvc(record, tmp_path: Path) -> None:
     rec = record()
     sync.from_dvc(tmp_path)
-    assert [c[:2] for c in rec.calls] == [["dvc", "status"], ["snakemake", "--touch"], ["snakemake", "--dry-run"]]
+    assert [c[:2] for c in rec.calls] == [["dvc", "status"], ["snakemake", "--dry-run"], ["snakemake", "--touch"],
+                                        ["snakemake", "--dry-run"]]
+
+
+# --- all or nothing: checks before dvc commit, Snakemake's view restored after a failed one -----------------
+
+def test_missing_dvc_params_refuse_to_dvc_before_anything_is_rewritten(record, tmp_path: Path) -> None:
+    (tmp_path / "dvc.yaml").write_text("stages:\n  measure:\n    cmd: beadseg measure\n    params:\n"
+                                       "      - analysis.gradient_max_tiles\n      - evaluation\n")
+    (tmp_path / "params.yaml").write_text("analysis: {title: x}\n")
+    rec = record()
+    with pytest.raises(BeadsegError, match=r"lacks analysis.gradient_max_tiles, evaluation.*add analysis: "
+                                           r"\{gradient_max_tiles: 64\}; evaluation: \{\}; nothing was synced"):
+        sync.to_dvc(tmp_path)
+    assert not rec.ran("dvc", "commit") and not rec.ran_flag("snakemake", "--touch")
+
+
+def test_failed_dvc_commit_restores_snakemakes_view_and_says_so_in_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path: Path) -> None:
+    base = answers()
+
+    def answer(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+        if cmd[:2] == ["dvc", "commit"]:
+            return _proc(cmd, "", 1, "ERROR: failed to commit - Parameters 'x' are missing from 'params.yaml'")
+        return base(cmd, cwd)
+
+    rec = Recorder(answer)
+    monkeypatch.setattr(sync, "_run", rec)
+    with pytest.raises(BeadsegError) as exc:
+        sync.to_dvc(tmp_path)
+    message = str(exc.value)
+    assert "\n" not in message and "dvc commit failed part-way (exit 1: ERROR: failed to commit" in message
+    assert "Snakemake's view is restored" in message
+    assert [c[:2] for c in rec.calls][-3:] == [["dvc", "commit"], ["snakemake", "--touch"], ["snakemake", "--dry-run"]]
+
+
+def test_failed_dvc_commit_says_when_snakemake_still_wants_jobs(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    dry_runs = iter([NOTHING, PENDING])
+    base = answers()
+
+    def answer(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+        if cmd[:2] == ["dvc", "commit"]:
+            return _proc(cmd, "", 1, "ERROR: boom")
+        if "--dry-run" in cmd:
+            return _proc(cmd, next(dry_runs))
+        return base(cmd, cwd)
+
+    monkeypatch.setattr(sync, "_run", Recorder(answer))
+    with pytest.raises(BeadsegError, match=r"Snakemake now wants to run tile\[size=64\]"):
+        sync.to_dvc(tmp_path)
 
 
 def test_pending_jobs_are_read_with_their_wildcards(record, tmp_path: Path) -> None:
@@ -223,9 +273,9 @@ def test_dvc_status_failure_refuses_from_dvc(record, tmp_path: Path) -> None:
 
 def test_snakemake_touch_failure_stops_from_dvc(record, tmp_path: Path) -> None:
     rec = record(touch_rc=1)
-    with pytest.raises(BeadsegError, match=r"snakemake --touch failed"):
+    with pytest.raises(BeadsegError, match=r"(?s)snakemake --touch failed.*no file DVC tracks was rewritten"):
         sync.from_dvc(tmp_path)
-    assert not rec.ran_flag("snakemake", "--dry-run")
+    assert [c[:2] for c in rec.calls] == [["dvc", "status"], ["snakemake", "--dry-run"], ["snakemake", "--touch"]]
 
 
 # --- missing executables: the real _run, with a PATH that has neither tool ---------------------------------

@@ -68,3 +68,32 @@ def test_from_dvc_refuses_when_dvc_is_not_clean(project_copy: Path, wf) -> None:
     wf.set_param(root, f"runs.{next(iter(wf.runs))}.lr", 0.02)
     proc = wf.run([sys.executable, "-m", "beadseg.sync", "from-dvc"], root, check=False)
     assert proc.returncode == 2 and "dvc status is not clean" in proc.stderr
+
+
+def test_a_dvc_commit_that_fails_part_way_leaves_snakemake_with_nothing_to_do(project_copy: Path, tmp_path: Path,
+                                                                              wf) -> None:
+    """A real partial commit: a `dvc` in front of the real one commits the split stage (rewriting its outputs, so
+    they look newer than everything built from them) and then fails. Snakemake must still have nothing to do."""
+    import os
+    import shutil
+
+    root = project_copy
+    real = shutil.which("dvc")
+    assert real
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "dvc").write_text(f'#!/bin/sh\nif [ "$1" = commit ]; then\n  "{real}" commit --force --quiet split '
+                                  '|| exit 3\n  echo "ERROR: injected failure after the split stage" >&2\n  exit 1\n'
+                                  f'fi\nexec "{real}" "$@"\n')
+    (fake_bin / "dvc").chmod(0o755)
+    split_mtime = (root / "data/split/train.npz").stat().st_mtime_ns
+    env = {"PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}"}
+    proc = wf.run([sys.executable, "-m", "beadseg.sync", "to-dvc"], root, check=False, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert (root / "data/split/train.npz").stat().st_mtime_ns != split_mtime  # the commit did rewrite outputs
+    (line,) = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert "dvc commit failed part-way (exit 1: ERROR: injected failure" in line
+    assert "Snakemake's view is restored" in line
+    assert wf.snakemake_jobs(root, "--max-checksum-file-size", "0") == []
+    wf.sync(root, "to-dvc")  # and the real one then goes through
+    assert wf.dvc_status(root) == {}

@@ -1,0 +1,101 @@
+"""One home for how a model is scored: the threshold training picked the best epoch at is the one evaluate scores
+at, evaluate records threshold / objects / min area, and predict uses that record (then the model file's)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from beadseg import cli
+from beadseg.checkpoint import ModelFile, Normalization
+from beadseg.config import EvaluationConfig, validate
+from beadseg.errors import DataError
+from beadseg.scoring import for_evaluation, for_prediction, from_record, record_path
+from tests.helpers.tiny import make_tiny_project, tiny_params
+
+
+def _model(tmp_path: Path, threshold: float = 0.5, objects: str = "watershed") -> ModelFile:
+    cfg = validate(tiny_params()).run("a")
+    path = tmp_path / "results/runs/a/model.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return ModelFile(path=path, run_id="a", config=cfg, state_dict={}, normalization=Normalization(1.0, 99.8),
+                     tile_size=64, threshold=threshold, objects=objects, epoch=1, best_val_jaccard=0.5,
+                     beadseg_version="test")
+
+
+def test_evaluate_scores_at_the_models_threshold_and_resolves_auto(tmp_path: Path) -> None:
+    model = _model(tmp_path, threshold=0.4, objects="watershed")
+    post = for_evaluation(EvaluationConfig(threshold=0.4, objects="auto", min_bead_area=7), model)
+    assert post.to_dict() == {"threshold": 0.4, "objects": "watershed", "min_area": 7}
+    set_objects = for_evaluation(EvaluationConfig(threshold=0.4, objects="components"), model)
+    assert set_objects.objects == "components"
+
+
+def test_evaluate_refuses_a_model_picked_at_another_threshold(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"picked its best epoch at threshold 0.5.*is now 0.3: retrain run 'a'"):
+        for_evaluation(EvaluationConfig(threshold=0.3), _model(tmp_path, threshold=0.5))
+
+
+def test_predict_reads_the_evaluation_record_beside_the_model(tmp_path: Path) -> None:
+    model = _model(tmp_path, threshold=0.5, objects="components")
+    assert for_prediction(model).to_dict() == {"threshold": 0.5, "objects": "components", "min_area": 4}
+    record = {"run_id": "a", "postprocessing": {"threshold": 0.35, "objects": "watershed", "min_area": 9}}
+    record_path(model.path).write_text(json.dumps(record))
+    post = for_prediction(model)
+    assert post.to_dict() == {"threshold": 0.35, "objects": "watershed", "min_area": 9}
+    assert post.source.endswith("evaluation.json")
+    record_path(model.path).write_text(json.dumps({**record, "run_id": "other"}))  # not this run's record
+    assert for_prediction(model).threshold == 0.5
+
+
+@pytest.mark.parametrize("block", [None, {"threshold": 0.5}, {"threshold": 2, "objects": "watershed", "min_area": 1},
+                                   {"threshold": 0.5, "objects": "blobs", "min_area": 1}])
+def test_a_malformed_record_is_one_clear_error(block: object) -> None:
+    with pytest.raises(DataError, match=r"evaluation.json.*re-run the evaluate step"):
+        from_record({"postprocessing": block}, "results/runs/a/evaluation.json")
+
+
+def _predict_threshold_and_beads(root: Path, out: str) -> tuple[float, int]:
+    assert cli.main(["-q", "predict", "--run", "a", "--out", out, str(root / "img.tif")]) == 0
+    with open(root / out / "summary.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    return float(row["threshold"]), int(np.count_nonzero(_labels(root / out / "img_labels.tif")))
+
+
+def _labels(path: Path) -> np.ndarray:
+    import tifffile
+
+    return tifffile.imread(path)
+
+
+def test_changing_evaluation_threshold_changes_what_predict_writes(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """params.yaml's threshold -> training's validation -> the model file -> evaluate's record -> predict."""
+    import tifffile
+
+    from beadseg.data.prepare import load_split
+
+    written = {}
+    for threshold in (0.5, 0.2):
+        root = tmp_path / f"t{threshold}"
+        root.mkdir()
+        monkeypatch.chdir(root)
+        params = tiny_params(max_epochs=2)
+        params["evaluation"] = {"threshold": threshold}
+        cfg = make_tiny_project(root, params)
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+        image, _ = next(iter(load_split("val", root).values()))
+        tifffile.imwrite(root / "img.tif", (image * 1000).astype(np.uint16))
+        assert cli.main(["-q", "train", "--run", "a", "--threads", "1"]) == 0
+        assert json.loads(Path("results/runs/a/train.json").read_text())["val_threshold"] == threshold
+        assert cli.main(["-q", "evaluate", "--run", "a", "--threads", "1"]) == 0
+        record = json.loads(Path("results/runs/a/evaluation.json").read_text())["postprocessing"]
+        assert record["threshold"] == threshold and cfg.evaluation.threshold == threshold
+        written[threshold] = _predict_threshold_and_beads(root, "pred")
+    assert written[0.5][0] == 0.5 and written[0.2][0] == 0.2
+    assert written[0.2][1] != written[0.5][1]  # another threshold, other bead pixels
