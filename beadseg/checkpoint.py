@@ -13,6 +13,8 @@ epoch; :mod:`beadseg.train` fills it and reads it back through :func:`save_torch
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,72 @@ def save_torch(path: Path, payload: dict[str, Any]) -> None:
     """Write a dict of tensors and plain data atomically (a reader never sees half a file)."""
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+class HostSnapshot:
+    """A copy of a nested state (dicts, lists, tensors, plain data) in host memory, made without waiting for
+    the device: CUDA tensors are copied to pinned memory asynchronously, and :meth:`wait` (called by the
+    writer thread) waits for those copies only. CPU tensors are cloned at once."""
+
+    def __init__(self, value: Any) -> None:
+        self._event: Any = None
+        self.value = self._copy(value)
+        if self._event is not None:
+            self._event.record()
+
+    def _copy(self, value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            if value.device.type == "cuda":
+                out = torch.empty(value.shape, dtype=value.dtype, device="cpu", pin_memory=True)
+                out.copy_(value.detach(), non_blocking=True)
+                if self._event is None:
+                    self._event = torch.cuda.Event()
+                return out
+            return value.detach().to("cpu", copy=True)
+        if isinstance(value, dict):
+            return {k: self._copy(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._copy(v) for v in value)
+        return value
+
+    def wait(self) -> Any:
+        if self._event is not None:
+            self._event.synchronize()
+        return self.value
+
+
+def host_snapshot(value: Any) -> HostSnapshot:
+    """See :class:`HostSnapshot`."""
+    return HostSnapshot(value)
+
+
+class BackgroundWriter:
+    """Runs write jobs off the calling thread, one at a time and in order: :meth:`submit` first waits for
+    the previous job (normally long finished), :meth:`wait` for the last; a job's exception is raised there,
+    in the calling thread."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self.wait()
+        self._thread = threading.Thread(target=self._run, args=(job,), name="beadseg-checkpoint")
+        self._thread.start()
+
+    def _run(self, job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BaseException as exc:  # handed to the training thread by wait()
+            self._error = exc
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def load_torch(path: Path) -> dict[str, Any]:

@@ -81,7 +81,7 @@ class TilingConfig:
 #: Training settings added after model files and train.json existed, with their defaults (see
 #: :meth:`TrainConfig.to_dict`): continuation of a run from an earlier one (``beadseg search`` rungs).
 LATER_SETTINGS: dict[str, Any] = {"epoch_offset": 0, "schedule_epochs": None, "cosine_floor": 0.01,
-                                   "plateau_factor": 0.5, "plateau_patience": None}
+                                   "plateau_factor": 0.5, "plateau_patience": None, "cuda_graph": False}
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,7 @@ class TrainConfig:
     cosine_floor: float = 0.01
     plateau_factor: float = 0.5
     plateau_patience: int | None = None
+    cuda_graph: bool = False
 
     @property
     def effective_batch_size(self) -> int:

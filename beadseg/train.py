@@ -17,6 +17,7 @@ import hashlib
 import io as _io
 import json
 import math
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -30,7 +31,10 @@ import torch
 from beadseg import __version__, paths
 from beadseg.checkpoint import (
     CHECKPOINT_FORMAT,
+    DEFAULT_THRESHOLD,
+    BackgroundWriter,
     Normalization,
+    host_snapshot,
     load_model_file,
     load_torch,
     make_model,
@@ -38,6 +42,7 @@ from beadseg.checkpoint import (
     save_torch,
 )
 from beadseg.config import Config, TrainConfig
+from beadseg.cudagraph import GraphedStep, graph_problem
 from beadseg.data.prepare import load_split, load_tiles, manifest_entry, split_normalization
 from beadseg.data.provenance import check_split
 from beadseg.devices import DeviceLease, amp_dtype, lease_device, set_threads
@@ -45,6 +50,7 @@ from beadseg.errors import TrainingError
 from beadseg.fsutil import json_safe, write_json, write_text
 from beadseg.losses import build_loss
 from beadseg.metrics import dice_from_counts, jaccard_from_counts
+from beadseg.profiling import note_host_read
 from beadseg.runlock import run_lock
 from beadseg.sampling import CropSampler, Sampler, TileSampler, choose_size
 
@@ -64,10 +70,17 @@ def make_loss(cfg: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.
                       boundary_weight=cfg.boundary_weight, boundary_width=cfg.boundary_width)
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device | None = None,
+                   capturable: bool = False) -> torch.optim.Optimizer:
+    """Adam / AdamW, fused (one kernel for every parameter) on CUDA and the CPU; ``capturable``: its step and
+    learning rate live on the device, so a CUDA graph can replay it (the caller sets the rate in place)."""
+    kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    extra: dict[str, Any] = {}
+    if device is not None and device.type in ("cuda", "cpu"):
+        extra["fused"] = True
+    if capturable and device is not None:
+        extra.update(capturable=True, lr=torch.tensor(cfg.lr, dtype=torch.float32, device=device))
+    return kind(model.parameters(), **{"lr": cfg.lr, "weight_decay": cfg.weight_decay, **extra})
 
 
 def lr_factor(epoch: int, cfg: TrainConfig) -> float:
@@ -89,36 +102,80 @@ def lr_factor(epoch: int, cfg: TrainConfig) -> float:
     return 1.0
 
 
-def augment(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample flips, 90-degree rotations and intensity / gamma jitter (seeded)."""
-    n = x.shape[0]
+# The square's symmetries as (transpose, vertical flip, horizontal flip), applied in that order: flips alone
+# make 4 of them, quarter turns alone 4 (rot90 by k = 1, 2, 3: transpose + vflip, vflip + hflip, transpose +
+# hflip), both together all 8. A sample draws one of the allowed ones uniformly.
+SYMMETRIES = {
+    (True, False): ((0, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 1)),
+    (False, True): ((0, 0, 0), (1, 1, 0), (0, 1, 1), (1, 0, 1)),
+    (True, True): tuple((t, v, h) for t in (0, 1) for v in (0, 1) for h in (0, 1)),
+}
+_symmetry_tables: dict[tuple[bool, bool, torch.device], torch.Tensor] = {}
 
-    def draw(*shape: int) -> torch.Tensor:
-        return torch.rand(*shape, generator=generator).to(x.device)
 
+def _symmetry_table(flips: bool, rot90: bool, device: torch.device) -> torch.Tensor:
+    key = (flips, rot90, device)
+    if key not in _symmetry_tables:
+        _symmetry_tables[key] = torch.tensor(SYMMETRIES[flips, rot90], dtype=torch.bool, device=device)
+    return _symmetry_tables[key]
+
+
+def augment_pairs(pairs: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, 2, S, S) float image/mask pairs -> augmented images and masks (n, 1, S, S): per-sample flips,
+    90-degree rotations (moving image and mask together) and intensity / gamma jitter of the image (seeded).
+
+    Static shapes and no host reads: every sample goes through the same ops, a per-sample random choice
+    selecting with ``torch.where``; the random numbers come from ``generator``, which must live on the
+    pairs' device (nothing is moved from the CPU per batch)."""
+    n = pairs.shape[0]
+    u = torch.rand(4, n, 1, 1, 1, generator=generator, device=pairs.device)
+    u_symmetry, u_gamma, u_scale, u_offset = u.unbind(0)
     if cfg.augment_flips or cfg.augment_rot90:
-        x, y = x.clone(), y.clone()  # transformed in place below, per selected sample
-    if cfg.augment_flips:
-        for dim in (-1, -2):
-            idx = (draw(n) < 0.5).nonzero().flatten()
-            if len(idx):
-                x[idx] = x[idx].flip(dim)
-                y[idx] = y[idx].flip(dim)
-    if cfg.augment_rot90:
-        k = torch.randint(0, 4, (n,), generator=generator).to(x.device)
-        for turns in (1, 2, 3):
-            idx = (k == turns).nonzero().flatten()
-            if len(idx):
-                x[idx] = torch.rot90(x[idx], turns, (-2, -1))
-                y[idx] = torch.rot90(y[idx], turns, (-2, -1))
-    if cfg.augment_gamma > 0:
-        gamma = 1 + (draw(n) * 2 - 1) * cfg.augment_gamma
-        x = x.clamp_min(0) ** gamma[:, None, None, None]
-    if cfg.augment_intensity > 0:
-        scale = 1 + (draw(n) * 2 - 1) * cfg.augment_intensity
-        offset = (draw(n) * 2 - 1) * cfg.augment_intensity * 0.5
-        x = x * scale[:, None, None, None] + offset[:, None, None, None]
+        if pairs.shape[-1] != pairs.shape[-2]:
+            raise ValueError(f"augment: crops must be square to rotate them, not {tuple(pairs.shape[-2:])}")
+        table = _symmetry_table(cfg.augment_flips, cfg.augment_rot90, pairs.device)
+        transpose, flip_v, flip_h = table[(u_symmetry * len(table)).long()].unbind(-1)
+        pairs = torch.where(transpose, pairs.transpose(-2, -1), pairs)
+        pairs = torch.where(flip_v, pairs.flip(-2), pairs)
+        pairs = torch.where(flip_h, pairs.flip(-1), pairs)
+    x, y = pairs[:, :1], pairs[:, 1:]
+    g, i = cfg.augment_gamma, cfg.augment_intensity
+    if g > 0:  # gamma in [1 - g, 1 + g)
+        x = x.clamp_min(0) ** u_gamma.mul(2 * g).add_(1 - g)
+    if i > 0:  # scale in [1 - i, 1 + i), offset in [-i/2, i/2)
+        x = torch.addcmul(u_offset.mul(i).sub_(i / 2), x, u_scale.mul(2 * i).add_(1 - i))
     return x, y
+
+
+def augment(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`augment_pairs` for separate (n, 1, S, S) images and masks."""
+    return augment_pairs(torch.cat((x, y), 1), cfg, generator)
+
+
+def logit_threshold(threshold: float) -> float:
+    """The logit above which the probability exceeds ``threshold`` (0.5 -> 0): ``log(t / (1 - t))``."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"a probability threshold must lie strictly between 0 and 1, not {threshold}")
+    return math.log(threshold / (1.0 - threshold))
+
+
+VAL_BATCH_PIXELS = 32 * 256 * 256  # pixels per validation batch: 32 tiles of 256, 8 of 512
+
+
+def val_batches(n_tiles: int, tile: int, train_batch: int) -> list[tuple[int, int]]:
+    """(start, stop) of each validation batch: as few batches as a budget of :data:`VAL_BATCH_PIXELS` pixels
+    allows (never fewer tiles than the training batch), of near-equal size, so validation runs a handful of
+    large fixed-shape batches instead of many training-sized ones."""
+    cap = max(train_batch, VAL_BATCH_PIXELS // (tile * tile), 1)
+    count = max(1, math.ceil(n_tiles / cap))
+    size = math.ceil(n_tiles / count) if n_tiles else 0
+    return [(start, min(n_tiles, start + size)) for start in range(0, n_tiles, max(1, size))]
+
+
+def host_values(values: torch.Tensor) -> list[float]:
+    """Read a small device tensor to the host: the one place the training loop waits for the device."""
+    note_host_read()
+    return [float(v) for v in values.detach().to("cpu", torch.float64).tolist()]
 
 
 def identity(cfg: TrainConfig, data: dict[str, Any]) -> dict[str, str]:
@@ -236,16 +293,25 @@ def build_samplers(cfg: TrainConfig, root: Path, device: torch.device) -> tuple[
 
 
 class Trainer:
-    """State of one run between epochs (everything a checkpoint holds)."""
+    """State of one run between epochs (everything a checkpoint holds).
 
-    def __init__(self, run_id: str, cfg: TrainConfig, lease: DeviceLease, root: Path, progress: bool) -> None:
+    The step is sync-free: batches are drawn and augmented on the device, the loss and pixel counts are
+    summed there, and the host reads them once per epoch (:func:`host_values`) after training and once after
+    validation. ``threshold`` is the probability at which validation counts a pixel as bead (the evaluation
+    threshold); the model file records it."""
+
+    def __init__(self, run_id: str, cfg: TrainConfig, lease: DeviceLease, root: Path, progress: bool,
+                 threshold: float = DEFAULT_THRESHOLD) -> None:
         self.run_id, self.cfg, self.lease, self.root, self.progress = run_id, cfg, lease, root, progress
         self.device = lease.device
+        self.threshold = float(threshold)
+        self.val_logit = logit_threshold(self.threshold)
         self.channels_last = cfg.channels_last
         self.amp = amp_dtype(self.device) if cfg.amp else None
         self.train_jaccard = float("nan")  # of the last epoch trained (train_epoch sets it)
         self.samplers, self.data = build_samplers(cfg, root, self.device)
         self.val_set = TileSet.load(cfg.tile_size, "val", root, self.device)
+        self._prepare_validation()
         torch.manual_seed(cfg.seed)
         self.model = make_model(cfg)
         if cfg.init_from:
@@ -254,7 +320,9 @@ class Trainer:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
         self.loss_fn = make_loss(cfg)
-        self.optimizer = make_optimizer(self.model, cfg)
+        self.graph_problem = (graph_problem(self.device, self.amp, cfg.tile_sizes) if cfg.cuda_graph
+                              else "cuda_graph is off")
+        self.optimizer = make_optimizer(self.model, cfg, self.device, capturable=self.graph_problem is None)
         plateau_patience = cfg.plateau_patience or max(1, cfg.patience // 3)
         self.plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, mode="max",
                                                                    factor=cfg.plateau_factor, patience=plateau_patience)
@@ -267,12 +335,31 @@ class Trainer:
         self.bad_epochs = 0
         self.optimizer_steps = 0
         self.status = "running"
+        self.first_step_at: float | None = None  # perf_counter when the host had issued the first step
+        # the epoch's sums, on the device, added to in place by every step (a CUDA graph replays into them)
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._counts = torch.zeros(3, dtype=torch.int64, device=self.device)  # tp, fp, fn
+        self._graphed: GraphedStep | None = None
+        self.writer = BackgroundWriter()
         self.objects = str(manifest_entry("objects", root))  # chosen once by the split, on the training masks
         self.normalization = Normalization.from_dict(split_normalization(root), str(root / paths.split_manifest()))
         data = {**self.data, "val_tiles": len(self.val_set), "normalization": self.normalization.to_dict(),
                 "inputs": input_digests(cfg, root)}
+        if self.threshold != DEFAULT_THRESHOLD:  # part of what a checkpoint means (it picked the best epoch)
+            data["val_threshold"] = self.threshold
         self.identity = identity(cfg, data)
         self.fingerprint = fingerprint(cfg, data)
+
+    def _prepare_validation(self) -> None:
+        """Validation tiles cast once (float, channels_last, on the device when they fit) and cut into a few
+        large batches (:func:`val_batches`)."""
+        images, masks = self.val_set.images, self.val_set.masks
+        if images.device == self.device:
+            images, masks = images.float(), masks.float()
+            if self.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+        self.val_batches = [(images[a:b], masks[a:b])
+                            for a, b in val_batches(len(self.val_set), self.cfg.tile_size, self.cfg.batch_size)]
 
     def _init_from(self, other: str) -> None:
         path = self.root / paths.model_file(other)
@@ -296,13 +383,25 @@ class Trainer:
             "config": self.cfg.to_dict(), "model_state": self.model.state_dict(),
             "optimizer_state": self.optimizer.state_dict(),
             "plateau_state": self.plateau.state_dict() if self.plateau else {},
-            "scaler_state": self.scaler.state_dict(), "history": self.history, "best_jaccard": self.best_jaccard,
+            "scaler_state": self.scaler.state_dict(), "history": list(self.history), "best_jaccard": self.best_jaccard,
             "best_epoch": self.best_epoch, "best_state": self.best_state or {}, "bad_epochs": self.bad_epochs,
             "optimizer_steps": self.optimizer_steps, "rng_state": torch.get_rng_state(),
         }
 
     def save_checkpoint(self) -> None:
-        save_torch(self.root / paths.checkpoint_file(self.run_id), self.state())
+        """Checkpoint and history.csv of the epochs so far, written off the training thread: the state is
+        copied here (to pinned host memory without waiting, on CUDA), the files are written by
+        :class:`BackgroundWriter` while the next epoch trains. Each file is replaced atomically, so a kill
+        at any moment leaves the previous checkpoint or this one, and a re-run resumes from it."""
+        snapshot = host_snapshot(self.state())
+        history_text = history_csv(self.history)
+        ckpt, history = self.root / paths.checkpoint_file(self.run_id), self.root / paths.history_file(self.run_id)
+
+        def write() -> None:
+            save_torch(ckpt, snapshot.wait())
+            write_text(history, history_text)
+
+        self.writer.submit(write)
 
     def try_resume(self) -> bool:
         path = self.root / paths.checkpoint_file(self.run_id)
@@ -350,69 +449,110 @@ class Trainer:
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.amp)
+        # no weight cache under a CUDA graph: cached casts would be stale on replay
+        return torch.autocast(device_type="cuda", dtype=self.amp, cache_enabled=self.graph_problem is not None)
 
-    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return x.to(self.device, non_blocking=True).float(), y.to(self.device, non_blocking=True).float()
+    def _batch(self, size: int, generators: dict[torch.device, torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One augmented micro-batch on the training device (float images, channels_last; float 0/1 masks)."""
+        sampler = self.samplers[size]
+        pairs = sampler.draw_pairs(self.cfg.batch_size, generators[sampler.device])
+        pairs = pairs.to(self.device, non_blocking=True).float()
+        x, y = augment_pairs(pairs, self.cfg, generators[self.device])
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def step_fn(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> None:
+        """One optimizer step over the micro-batches ``xs``/``ys``, adding the loss and pixel counts into the
+        epoch's sums in place. No host reads and no data-dependent shapes: a CUDA graph can capture it."""
+        accumulation = len(xs)
+        self.optimizer.zero_grad(set_to_none=True)
+        for x, y in zip(xs, ys):
+            with self._autocast():
+                logits = self.model(x)
+            loss = self.loss_fn(logits.float(), y)
+            self.scaler.scale(loss / accumulation if accumulation > 1 else loss).backward()
+            with torch.no_grad():
+                self._loss_sum.add_(loss)
+                pred, true = logits > 0, y > 0.5
+                tp = (pred & true).sum()
+                self._counts.add_(torch.stack((tp, pred.sum() - tp, true.sum() - tp)))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    def _step(self, xs: list[torch.Tensor], ys: list[torch.Tensor]) -> None:
+        if self.graph_problem is not None:
+            self.step_fn(xs, ys)
+            return
+        if self._graphed is None:
+            self._graphed = GraphedStep(
+                self.step_fn, xs[0].shape, ys[0].shape, len(xs), self.device,
+                before_capture=lambda: self.optimizer.zero_grad(set_to_none=True),
+                memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        self._graphed(xs, ys)
+
+    def graph_status(self) -> str:
+        """How the steps ran: 'captured' (one CUDA graph), or why they ran eagerly."""
+        if self.graph_problem is not None:
+            return f"eager: {self.graph_problem}"
+        if self._graphed is None or not (self._graphed.captured or self._graphed.failed):
+            return "eager: too few steps to capture"
+        return "captured" if self._graphed.captured else f"eager: capture failed ({self._graphed.failed})"
+
+    def _generators(self, epoch: int) -> dict[torch.device, torch.Generator]:
+        """This epoch's seeded generators, one per device that draws (data and augmentation)."""
+        seed = self.cfg.seed * 1_000_003 + self.cfg.epoch_offset + epoch
+        devices = {self.device} | {sampler.device for sampler in self.samplers.values()}
+        return {d: torch.Generator(device=d).manual_seed(seed) for d in devices}
 
     def train_epoch(self, epoch: int) -> float:
         """``steps_per_epoch`` optimizer steps of ``accumulation_steps`` micro-batches each; mean loss
-        (NaN as soon as the loss stops being finite). Sets ``train_jaccard``: the pooled pixel Jaccard of
-        the batches it trained on (counted on the device, no extra synchronisation per step)."""
+        (NaN when the loss stopped being finite: the run diverged). Sets ``train_jaccard``: the pooled pixel
+        Jaccard of the batches it trained on. The host reads the sums once, at the end."""
         cfg = self.cfg
         self.model.train()
         # epoch_offset: a continuation draws the batches of its own epochs, not those of the first run's again
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + cfg.epoch_offset + epoch)
-        total = torch.zeros((), device=self.device)
-        counts = torch.zeros(3, dtype=torch.int64, device=self.device)  # tp, fp, fn
-        count = 0
-        check_every = 1 if self.device.type == "cpu" else 10  # a finiteness check syncs the GPU
-        for step in range(cfg.steps_per_epoch):
-            self.optimizer.zero_grad(set_to_none=True)
-            for _ in range(cfg.accumulation_steps):
-                size = choose_size(cfg.tile_sizes, gen)
-                x, y = self._to_device(*self.samplers[size].draw(cfg.batch_size, gen))
-                x, y = augment(x, y, cfg, gen)
-                if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with self._autocast():
-                    logits = self.model(x)
-                loss = self.loss_fn(logits.float(), y)
-                self.scaler.scale(loss / cfg.accumulation_steps).backward()
-                total += loss.detach()
-                count += 1
-                with torch.no_grad():
-                    pred, true = logits.detach() > 0, y > 0.5
-                    counts += torch.stack(((pred & true).sum(), (pred & ~true).sum(), (~pred & true).sum()))
-            if (step + 1) % check_every == 0 and not torch.isfinite(total):
-                return float("nan")
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+        generators = self._generators(epoch)
+        host_rng = random.Random(cfg.seed * 1_000_003 + cfg.epoch_offset + epoch)  # tile size of multi-scale runs
+        self._loss_sum.zero_()
+        self._counts.zero_()
+        for _ in range(cfg.steps_per_epoch):
+            batches = [self._batch(choose_size(cfg.tile_sizes, host_rng), generators)
+                       for _ in range(cfg.accumulation_steps)]
+            self._step([x for x, _ in batches], [y for _, y in batches])
             self.optimizer_steps += 1
-        tp, fp, fn = (int(c) for c in counts.tolist())
-        self.train_jaccard = jaccard_from_counts(tp, fp, fn)
-        return float(total) / max(1, count)
+            if self.first_step_at is None:
+                self.first_step_at = time.perf_counter()
+        total, tp, fp, fn = host_values(torch.cat((self._loss_sum.reshape(1), self._counts.to(torch.float64))))
+        if not math.isfinite(total):
+            return float("nan")
+        self.train_jaccard = jaccard_from_counts(int(tp), int(fp), int(fn))
+        return total / max(1, cfg.steps_per_epoch * cfg.accumulation_steps)
 
     @torch.inference_mode()
     def validate(self) -> tuple[float, float, float]:
+        """Loss, pixel Jaccard and Dice on the validation tiles at the run's threshold: a few large batches,
+        summed on the device, read by the host once."""
         self.model.eval()
-        total, tp, fp, fn = 0.0, 0, 0, 0
-        n = len(self.val_set)
-        for start in range(0, n, self.cfg.batch_size):
-            idx = torch.arange(start, min(n, start + self.cfg.batch_size))
-            idx = idx.to(self.val_set.images.device)
-            x, y = self._to_device(self.val_set.images.index_select(0, idx), self.val_set.masks.index_select(0, idx))
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        counts = torch.zeros(3, dtype=torch.int64, device=self.device)
+        n = 0
+        for x, y in self.val_batches:
+            if x.device != self.device:  # tiles too large to keep on the card: moved per batch
+                x, y = x.to(self.device).float(), y.to(self.device).float()
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
             with self._autocast():
                 logits = self.model(x)
             logits = logits.float()
-            total += float(self.loss_fn(logits, y)) * len(idx)
-            pred, true = logits > 0, y > 0.5
-            tp += int((pred & true).sum())
-            fp += int((pred & ~true).sum())
-            fn += int((~pred & true).sum())
-        return total / max(1, n), jaccard_from_counts(tp, fp, fn), dice_from_counts(tp, fp, fn)
+            total += self.loss_fn(logits, y) * len(x)
+            pred, true = logits > self.val_logit, y > 0.5
+            tp = (pred & true).sum()
+            counts += torch.stack((tp, pred.sum() - tp, true.sum() - tp))
+            n += len(x)
+        loss, tp_, fp_, fn_ = host_values(torch.cat((total.reshape(1), counts.to(torch.float64))))
+        tp, fp, fn = int(tp_), int(fp_), int(fn_)
+        return loss / max(1, n), jaccard_from_counts(tp, fp, fn), dice_from_counts(tp, fp, fn)
 
     def set_lr(self, epoch: int) -> float:
         base = self.cfg.lr * lr_factor(epoch, self.cfg)
@@ -420,12 +560,34 @@ class Trainer:
         if self.plateau is not None:  # ReduceLROnPlateau lowers group lr; keep its cumulative factor
             plateau_scale = self.optimizer.param_groups[0].get("plateau_scale", 1.0)
         for group in self.optimizer.param_groups:
-            group["lr"] = base * plateau_scale
+            if isinstance(group["lr"], torch.Tensor):  # capturable (CUDA graph): changed in place
+                group["lr"].fill_(base * plateau_scale)
+            else:
+                group["lr"] = base * plateau_scale
         return base * plateau_scale
+
+    def _keep_best(self) -> None:
+        """Copy the current weights into the device copy of the best ones (one foreach copy when it exists)."""
+        current = self.model.state_dict()
+        best = self.best_state
+        if best is not None and best.keys() == current.keys() and all(
+                b.device == c.device and b.dtype == c.dtype and b.shape == c.shape
+                for b, c in zip(best.values(), current.values())):
+            torch._foreach_copy_(list(best.values()), list(current.values()))
+        else:
+            self.best_state = {k: v.detach().clone() for k, v in current.items()}
 
     def fit(self) -> None:
         cfg = self.cfg
         start = len(self.history)
+        try:
+            self._fit_epochs(start, cfg)
+        finally:
+            self.writer.wait()  # the last checkpoint is on disk before anything else happens
+        if self.status == "running":
+            self.status = "completed"
+
+    def _fit_epochs(self, start: int, cfg: TrainConfig) -> None:
         for epoch in range(start, cfg.max_epochs):
             t0 = time.perf_counter()
             lr = self.set_lr(epoch)
@@ -434,11 +596,11 @@ class Trainer:
                 self.status = "diverged"
                 print(f"train[{self.run_id}]: loss became NaN/inf in epoch {epoch + 1}: run diverged "
                       f"(lr {cfg.lr:g}); stopping it", file=sys.stderr)
-                break
+                return
             val_loss, val_j, val_d = self.validate()
             if not math.isfinite(val_loss):
                 self.status = "diverged"
-                break
+                return
             row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
                    "train_jaccard": self.train_jaccard, "val_jaccard": val_j,
                    "val_dice": val_d, "lr": lr, "seconds": time.perf_counter() - t0,
@@ -446,13 +608,13 @@ class Trainer:
             self.history.append(row)
             if val_j > self.best_jaccard + cfg.min_delta or self.best_state is None:
                 self.best_jaccard, self.best_epoch, self.bad_epochs = val_j, epoch + 1, 0
-                self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+                self._keep_best()
             else:
                 self.bad_epochs += 1
             if self.plateau is not None:
-                before = self.optimizer.param_groups[0]["lr"]
+                before = float(self.optimizer.param_groups[0]["lr"])
                 self.plateau.step(val_j)
-                after = self.optimizer.param_groups[0]["lr"]
+                after = float(self.optimizer.param_groups[0]["lr"])
                 if after < before:
                     for group in self.optimizer.param_groups:
                         group["plateau_scale"] = group.get("plateau_scale", 1.0) * after / before
@@ -463,11 +625,8 @@ class Trainer:
             self.save_checkpoint()
             if self.bad_epochs >= cfg.patience:
                 self.status = "early_stopped"
-                break
-        else:
-            self.status = "completed"
-        if self.status == "running":
-            self.status = "completed"
+                return
+        self.status = "completed"
 
 
 def _describe_data(data: dict[str, Any]) -> str:
@@ -478,10 +637,11 @@ def _describe_data(data: dict[str, Any]) -> str:
 
 def _write_outputs(trainer: Trainer, info: dict[str, Any]) -> None:
     root, run_id = trainer.root, trainer.run_id
-    state = trainer.best_state or {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in (trainer.best_state or trainer.model.state_dict()).items()}
     save_model_file(root / paths.model_file(run_id), run_id=run_id, config=trainer.cfg, state_dict=state,
                     normalization=trainer.normalization, epoch=trainer.best_epoch,
-                    best_val_jaccard=info["best_val_jaccard"], objects=trainer.objects)
+                    best_val_jaccard=info["best_val_jaccard"], threshold=trainer.threshold,
+                    objects=trainer.objects)
     write_text(root / paths.history_file(run_id), history_csv(trainer.history))
     write_json(root / paths.train_info_file(run_id), info)
 
@@ -497,13 +657,13 @@ def smaller_micro_batch(cfg: TrainConfig) -> TrainConfig | None:
 
 
 def _fit(run_id: str, cfg: TrainConfig, lease: DeviceLease, root: Path, progress: bool,
-         threads: int) -> tuple[Trainer, bool, TrainConfig, list[dict[str, int]]]:
+         threads: int, threshold: float = DEFAULT_THRESHOLD) -> tuple[Trainer, bool, TrainConfig, list[dict[str, int]]]:
     """Build, resume and fit the run; on CUDA out-of-memory start over with half the micro-batch and twice
     the accumulation (same effective batch) until batch 1, recording each retry."""
     retries: list[dict[str, int]] = []
     while True:
         try:
-            trainer = Trainer(run_id, cfg, lease, root, progress)
+            trainer = Trainer(run_id, cfg, lease, root, progress, threshold=threshold)
             resumed = trainer.try_resume()
             if progress:
                 print(f"train[{run_id}]: {lease.name}, {_describe_data(trainer.data)} (val {len(trainer.val_set)} "
@@ -546,7 +706,8 @@ def _train_run(config: Config, run_id: str, threads: int, root: Path, progress: 
         if lease.is_cuda:
             torch.backends.cudnn.benchmark = True
             torch.cuda.reset_peak_memory_stats(lease.device)
-        trainer, resumed, cfg, oom_retries = _fit(run_id, cfg, lease, root, progress, threads)
+        trainer, resumed, cfg, oom_retries = _fit(run_id, cfg, lease, root, progress, threads,
+                                                  config.evaluation.threshold)
         history = trainer.history
         info: dict[str, Any] = {
             "run_id": run_id,
@@ -572,6 +733,9 @@ def _train_run(config: Config, run_id: str, threads: int, root: Path, progress: 
             "train_tiles": sum(trainer.data.get("train_tiles", {}).values()) or None,
             "val_tiles": len(trainer.val_set),
             "train_seconds": sum(h["seconds"] for h in history),
+            "first_step_seconds": trainer.first_step_at - wall0 if trainer.first_step_at is not None else None,
+            "val_threshold": trainer.threshold,
+            "cuda_graph": trainer.graph_status(),
             "wall_seconds": time.perf_counter() - wall0,
             "peak_memory_mb": peak_memory_mb(lease.device),
             "normalization": trainer.normalization.to_dict(),

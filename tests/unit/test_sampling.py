@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from beadseg.sampling import CropSampler, TileSampler, crop_origin, foreground_points
+from beadseg.sampling import CropSampler, TileSampler, crop_origin, crop_origins, foreground_points
 
 
 @pytest.mark.parametrize(
@@ -92,3 +92,31 @@ def test_tile_sampler_draws_with_replacement():
     sampler = TileSampler(tiles, torch.zeros(3, 1, 4, 4, dtype=torch.uint8))
     x, _ = sampler.draw(30, torch.Generator().manual_seed(0))
     assert x.shape == (30, 1, 4, 4) and set(x[:, 0, 0, 0].tolist()) == {0.0, 1.0, 2.0}
+
+
+def test_crop_origins_of_a_batch_agree_with_crop_origin():
+    """The tensor version (static shapes, no host reads) gives the same corners as the pure function."""
+    rng = np.random.default_rng(0)
+    n, tile = 200, 32
+    sizes = torch.as_tensor(rng.integers(tile, 120, (n, 2)))
+    centres = torch.as_tensor(rng.integers(0, 120, (n, 2)))
+    use_centre = torch.as_tensor(rng.random(n) < 0.5)
+    u = torch.as_tensor(rng.random((n, 2)))
+    u[:3] = torch.tensor([[0.0, 0.0], [0.999999, 0.999999], [0.5, 0.5]], dtype=torch.float64)
+    corners = crop_origins(sizes, tile, centres, use_centre, u)
+    for k in range(n):
+        centre = (int(centres[k, 0]), int(centres[k, 1])) if use_centre[k] else None
+        expected = crop_origin((int(sizes[k, 0]), int(sizes[k, 1])), tile, centre, (float(u[k, 0]), float(u[k, 1])))
+        assert (int(corners[k, 0]), int(corners[k, 1])) == expected, k
+
+
+def test_a_crop_is_the_image_window_at_its_origin():
+    """Gathered crops are exact windows of the image: each one is found at some offset of the image."""
+    image = np.arange(40 * 50, dtype=np.float32).reshape(40, 50)  # every value unique (exact in float16 < 2048)
+    mask = (image % 7 == 0).astype(np.uint8)
+    sampler = CropSampler([image], [mask], 16, 0.5, torch.device("cpu"))
+    x, y = sampler.draw(20, torch.Generator().manual_seed(3))
+    for k in range(20):
+        top, left = divmod(int(x[k, 0, 0, 0]), 50)
+        np.testing.assert_array_equal(x[k, 0].float().numpy(), image[top:top + 16, left:left + 16])
+        np.testing.assert_array_equal(y[k, 0].numpy(), mask[top:top + 16, left:left + 16])
