@@ -355,9 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
             "time and ETA, and a leaderboard of the runs scored so far (read from the files the steps write)")
     p.add_argument("--watch", nargs="?", type=float, const=5.0, default=None, metavar="SECONDS",
                    help="refresh every SECONDS (default 5) until Ctrl-C: in place on a terminal, plain blocks when piped")
-    p = add("predict", cmd_predict, "segment new TIFF images with a trained model: per image a uint16 label TIFF "
-            "(<stem>_labels.tif), a probability TIFF (<stem>_prob.tif) and a per-bead table (<stem>_beads.csv), "
-            "plus summary.csv")
+    p = add("predict", cmd_predict, "segment new TIFF images (files or folders) with a trained model: per image a "
+            "label TIFF (<stem>_labels.tif; labels in napari, calibrated in Fiji), a probability TIFF "
+            "(<stem>_prob.tif) and a per-bead table (<stem>_beads.csv), plus summary.csv")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", metavar="PATH",
                        help="model file to predict with, e.g. results/runs/<run id>/model.pt")
@@ -375,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=float, default=0.25,
                    help="fraction of each inference tile shared with its neighbours, 0 to 0.9 (default: 0.25)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: all available cores)")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="2-D grayscale TIFF images (.tif/.tiff)")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="2-D grayscale TIFF images (.tif/.tiff, OME-TIFF too), "
+                   "or folders: every TIFF directly in a folder")
     p = add("export", cmd_export, "write a run's model as TorchScript (normalisation and threshold inside) and as a "
             "bioimage.io model package for deepImageJ (Fiji), napari, ilastik and QuPath")
     which = p.add_mutually_exclusive_group(required=True)

@@ -6,8 +6,8 @@ the evaluate step scored the run (threshold, object method and smallest bead fro
 ``evaluation.json``, see :mod:`beadseg.scoring`; the model file's own before the run is evaluated), each
 overridable with ``--threshold``, ``--objects`` and ``--min-area``. Per input ``<stem>.tif`` the output folder receives
 
-* ``<stem>_labels.tif``: uint16 instance labels (0 background, 1..N beads), ImageJ-compatible, with
-  the input's pixel size;
+* ``<stem>_labels.tif``: uint32 instance labels (0 background, 1..N beads) that napari opens as a labels layer
+  and Fiji with the input's pixel size (``<stem>`` drops ``.ome`` of an OME-TIFF);
 * ``<stem>_prob.tif``: float32 bead probability, same pixel size;
 * ``<stem>_beads.csv``: one row per bead (see :data:`BEAD_COLUMNS`);
 
@@ -53,15 +53,32 @@ def output_paths(out_dir: Path, stem: str) -> dict[str, Path]:
 
 
 # --------------------------------------------------------------------------- checks (before any output)
+def expand_folders(inputs: Sequence[Path], out_dir: Path) -> list[Path]:
+    """Inputs with every folder replaced by the TIFFs directly in it (sorted by name; when the folder is the output
+    folder, this command's own ``*_labels.tif`` / ``*_prob.tif`` left out). A folder without TIFFs is an error."""
+    out: list[Path] = []
+    for path in inputs:
+        if not path.is_dir():
+            out.append(path)
+            continue
+        mine = path.resolve() == out_dir.resolve()
+        found = [p for p in io.tiffs_in(path)
+                 if not (mine and p.name.lower().endswith(("_labels.tif", "_prob.tif")))]
+        if not found:
+            raise DataError(f"input folder '{path}' holds no .tif/.tiff images: name a folder of TIFFs, or the files")
+        out.extend(found)
+    return out
+
+
 def check_inputs(inputs: Sequence[Path], out_dir: Path) -> list[Path]:
     """Refuse, with one DataError, what would fail or overwrite something; return the inputs as Paths.
 
     Checks names only (existence, TIFF suffix, colliding stems, outputs that would replace an input,
     an output folder that is a file); :func:`predict_files` then reads every image before writing.
     """
-    inputs = [Path(p) for p in inputs]
+    inputs = expand_folders([Path(p) for p in inputs], out_dir)
     if not inputs:
-        raise DataError("no input images given: name one or more TIFF files")
+        raise DataError("no input images given: name one or more TIFF files or folders")
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"output folder '{out_dir}' is an existing file: give --out a folder (new or existing)")
     for path in inputs:
@@ -73,18 +90,18 @@ def check_inputs(inputs: Sequence[Path], out_dir: Path) -> list[Path]:
             raise DataError(f"input '{path}' is not a TIFF (.tif/.tiff): convert it to a single-plane TIFF first")
     seen: dict[str, Path] = {}
     for path in inputs:
-        key = path.stem.casefold()  # case-folded: X.tif and x.tif would share outputs on macOS / Windows
+        key = io.image_stem(path).casefold()  # case-folded: X.tif and x.tif would share outputs on macOS / Windows
         if key in seen:
             first = seen[key]
             same = first.resolve() == path.resolve()
-            why = "is given twice" if same else f"share the stem '{path.stem}'"
-            raise DataError(f"inputs '{first}' and '{path}' {why}: their outputs ({path.stem}_labels.tif, ...) "
+            why = "is given twice" if same else f"share the stem '{io.image_stem(path)}'"
+            raise DataError(f"inputs '{first}' and '{path}' {why}: their outputs ({io.image_stem(path)}_labels.tif, ...) "
                             f"would overwrite each other in '{out_dir}'; rename one or predict them into "
                             "different --out folders")
         seen[key] = path
     resolved_inputs = {p.resolve(): p for p in inputs}
     for path in inputs:
-        for out in output_paths(out_dir, path.stem).values():
+        for out in output_paths(out_dir, io.image_stem(path)).values():
             clash = resolved_inputs.get(out.resolve())
             if clash is not None:
                 raise DataError(f"predicting '{path}' would overwrite input '{clash}' (as '{out}'): "
@@ -254,13 +271,13 @@ def predict_files(model_path: Path, inputs: Sequence[Path], out_dir: Path, *, th
                 labels = label_objects(prob, threshold=threshold, method=objects, min_area=int(min_area))
                 n = int(labels.max(initial=0))
                 if n > io.MAX_LABEL:
-                    raise DataError(f"'{path}' gives {n} beads, more than a 16-bit label image holds "
+                    raise DataError(f"'{path}' gives {n} beads, more than a label image holds exactly in Fiji "
                                     f"({io.MAX_LABEL}); its outputs were not written (earlier images' were): "
                                     "raise --min-area or --threshold, or split the image into smaller images")
                 pixel_size = pixel_sizes[path]
                 beads = bead_table(labels, raw, pixel_size)
                 row = summary_row(path, labels, beads, pixel_size, threshold, objects, int(min_area), model_file)
-                outs = output_paths(out_dir, path.stem)
+                outs = output_paths(out_dir, io.image_stem(path))
                 io.write_labels_tiff(outs["labels"], labels, pixel_size)
                 io.write_calibrated_tiff(outs["prob"], prob.astype(np.float32, copy=False), pixel_size)
                 write_text(outs["beads"], _csv_text(BEAD_COLUMNS, beads))

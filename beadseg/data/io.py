@@ -71,6 +71,17 @@ def _list_tiffs(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if _is_tiff(p)]
 
 
+def tiffs_in(folder: str | os.PathLike[str]) -> list[Path]:
+    """The TIFF files directly in ``folder`` (not in subfolders; hidden files left out), sorted by name."""
+    return sorted(_list_tiffs(Path(folder)))
+
+
+def image_stem(path: str | os.PathLike[str]) -> str:
+    """A file's name without its TIFF suffix, and without ``.ome`` for an OME-TIFF (``a.ome.tif`` -> ``a``)."""
+    stem = Path(path).stem
+    return stem[:-4] if stem.lower().endswith(".ome") and len(stem) > 4 else stem
+
+
 def find_pairs(images_dir: str | os.PathLike[str], masks_dir: str | os.PathLike[str]) -> list[Pair]:
     """Pair ``.tif``/``.tiff`` images with masks by file stem; sorted by stem.
 
@@ -228,6 +239,7 @@ _UM_PER_UNIT = {
     "cm": 1e4, "centimeter": 1e4, "centimetre": 1e4, "centimeters": 1e4, "centimetres": 1e4,
     "m": 1e6, "meter": 1e6, "metre": 1e6, "meters": 1e6, "metres": 1e6,
     "in": 25400.0, "inch": 25400.0, "inches": 25400.0,
+    "\u00e5": 1e-4, "angstrom": 1e-4, "pm": 1e-6,  # OME's Å (lower-cased) and picometre
 }
 #: TIFF ResolutionUnit values -> micrometres per unit (2 inch, 3 centimetre; 4 and 5 are tifffile extensions).
 _UM_PER_RESUNIT = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}
@@ -254,10 +266,35 @@ def _to_micron(size: float, unit: str) -> tuple[float, str] | None:
     return size, unit.strip()
 
 
+def ome_pixel_size(ome_xml: str | None) -> tuple[float, str] | None:
+    """``PhysicalSizeX`` of the first image of an OME-XML document (OME-TIFF), in micrometres where its unit is a
+    length (OME's default unit is µm); None when absent, not a positive number, or in pixels."""
+    import xml.etree.ElementTree as ET
+
+    if not ome_xml:
+        return None
+    try:
+        root = ET.fromstring(ome_xml)
+    except ET.ParseError:
+        return None
+    for element in root.iter():
+        if element.tag.rsplit("}", 1)[-1] != "Pixels":
+            continue
+        try:
+            size = float(element.get("PhysicalSizeX", ""))
+        except ValueError:
+            return None
+        if not (size > 0 and np.isfinite(size)):
+            return None
+        return _to_micron(size, element.get("PhysicalSizeXUnit") or MICRON)
+    return None
+
+
 def read_pixel_size(path: str | os.PathLike[str]) -> tuple[float, str] | None:
     """The pixel size (width of one pixel) of a TIFF as ``(size, unit)``; None when the file carries none.
 
-    Read from the TIFF XResolution / ResolutionUnit tags (pixels per inch or centimetre, converted to
+    An OME-TIFF's ``PhysicalSizeX`` (and ``PhysicalSizeXUnit``, µm by default) comes first. Otherwise it is read
+    from the TIFF XResolution / ResolutionUnit tags (pixels per inch or centimetre, converted to
     micrometres) or, for ImageJ files (ResolutionUnit NONE), from XResolution together with ImageJ's
     ``unit=`` (``micron``, ``\\u00B5m``, ``um``, ``nm``, ...). ImageJ's ``spacing=`` is used when
     XResolution is left at its default of 1. Lengths come back in micrometres (unit ``"µm"``); an
@@ -272,10 +309,13 @@ def read_pixel_size(path: str | os.PathLike[str]) -> tuple[float, str] | None:
             num, den = tag.value if tag is not None else (1, 1)  # a rational: pixels per unit = num / den
             res_unit = int(page.resolutionunit)
             imagej = tif.imagej_metadata or {}
+            ome = ome_pixel_size(tif.ome_metadata) if tif.is_ome else None
     except FileNotFoundError:
         raise DataError(f"image file '{path}' does not exist") from None
     except Exception as exc:  # tifffile raises many types for corrupt files
         raise DataError(f"cannot read '{path}' as TIFF ({type(exc).__name__}: {exc})") from None
+    if ome is not None:
+        return ome
     valid_res = num > 0 and den > 0
     size = den / num if valid_res else None  # units per pixel, computed from the rational without rounding twice
     if res_unit in _UM_PER_RESUNIT:  # an absolute TIFF unit wins: pixels per inch / centimetre / ...
@@ -302,6 +342,13 @@ def _imagej_unit_text(unit: str) -> str:
     return "".join(ch if ord(ch) < 128 else f"\\u{ord(ch):04X}" for ch in unit)
 
 
+def _checked_pixel_size(path: str | os.PathLike[str], pixel_size: tuple[float, str]) -> tuple[float, str]:
+    size, unit = float(pixel_size[0]), str(pixel_size[1])
+    if not (size > 0 and np.isfinite(size)):
+        raise DataError(f"'{path}': pixel size {size!r} is invalid; it must be a positive number")
+    return size, unit
+
+
 def write_calibrated_tiff(path: str | os.PathLike[str], array: np.ndarray,
                           pixel_size: tuple[float, str] | None) -> None:
     """Atomically write a 2-D array as an ImageJ-compatible TIFF carrying ``pixel_size`` (if known).
@@ -313,31 +360,45 @@ def write_calibrated_tiff(path: str | os.PathLike[str], array: np.ndarray,
         raise DataError(f"'{path}': expected a 2-D image to write, got shape {array.shape}")
     kwargs: dict[str, Any] = {"metadata": {}}
     if pixel_size is not None:
-        size, unit = float(pixel_size[0]), str(pixel_size[1])
-        if not (size > 0 and np.isfinite(size)):
-            raise DataError(f"'{path}': pixel size {size!r} is invalid; it must be a positive number")
+        size, unit = _checked_pixel_size(path, pixel_size)
         kwargs = {"resolution": (1.0 / size, 1.0 / size), "metadata": {"unit": _imagej_unit_text(unit)}}
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, array, imagej=True, photometric="minisblack", software=False, datetime=None,
                          **kwargs)
 
 
-#: The most beads a uint16 label image can number.
-MAX_LABEL = int(np.iinfo(np.uint16).max)
+#: The most beads a label image may number: the largest integer that ImageJ's 32-bit float pixels (how Fiji opens
+#: a 32-bit integer TIFF) hold exactly, 2**24.
+MAX_LABEL = 2**24
 
 
 def write_labels_tiff(path: str | os.PathLike[str], labels: np.ndarray, pixel_size: tuple[float, str] | None) -> None:
-    """Atomically write an instance label image (0 background, 1..N beads) as an ImageJ uint16 TIFF.
+    """Atomically write an instance label image (0 background, 1..N beads) as a uint32 TIFF that napari opens as
+    a labels layer and Fiji with its calibration.
 
-    Raises DataError (writing nothing) when a label is negative or above 65535, the most a uint16 holds.
+    napari's reader makes a labels layer of 32- and 64-bit integer images (16-bit ones open as images); Fiji
+    reads the ImageJ description (``unit=``, display range ``min``/``max``) and the pixel size from the
+    XResolution / YResolution tags (ResolutionUnit NONE), as it does for the files ImageJ itself writes. No date
+    or software tags, so the same labels and pixel size always give byte-identical files. Raises DataError
+    (writing nothing) for non-integer or negative labels, or more than :data:`MAX_LABEL` beads.
     """
     labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise DataError(f"'{path}': expected a 2-D label image to write, got shape {labels.shape}")
     if labels.dtype.kind not in "biu":
         raise DataError(f"'{path}': label images must hold integers, got {labels.dtype}")
     top = int(labels.max()) if labels.size else 0
     if top > MAX_LABEL:
-        raise DataError(f"'{path}': {top} bead labels do not fit a 16-bit label image (at most {MAX_LABEL}): "
-                        "raise --min-area or --threshold, or split the image into smaller images")
+        raise DataError(f"'{path}': {top} bead labels are more than a label image holds exactly in Fiji (at most "
+                        f"{MAX_LABEL}): raise --min-area or --threshold, or split the image into smaller images")
     if labels.size and int(labels.min()) < 0:
         raise DataError(f"'{path}': label images cannot hold negative labels")
-    write_calibrated_tiff(path, labels.astype(np.uint16), pixel_size)
+    description = f"ImageJ=1.11a\nimages=1\nmin=0\nmax={top}\n"
+    resolution: dict[str, Any] = {}
+    if pixel_size is not None:
+        size, unit = _checked_pixel_size(path, pixel_size)
+        description += f"unit={_imagej_unit_text(unit)}\n"
+        resolution = {"resolution": (1.0 / size, 1.0 / size), "resolutionunit": 1}  # 1: NONE, as ImageJ writes
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, np.ascontiguousarray(labels, dtype=np.uint32), photometric="minisblack",
+                         description=description, metadata=None, software=False, datetime=None, **resolution)

@@ -131,21 +131,21 @@ def test_threshold_and_objects_options_override(model_path: Path, tmp_path: Path
 
 
 # --------------------------------------------------------------------------- label TIFF and pixel size
-def test_label_tiff_is_imagej_uint16_with_the_inputs_pixel_size(predicted: dict) -> None:
+def test_label_tiff_is_imagej_uint32_with_the_inputs_pixel_size(predicted: dict) -> None:
     out = predicted["out"]
     with tifffile.TiffFile(out / "a_labels.tif") as tif:
         assert tif.is_imagej
         labels = tif.asarray()
         tags = tif.pages.first.tags
         assert "DateTime" not in tags and "Software" not in tags
-    assert labels.dtype == np.uint16 and labels.shape == (128, 128)
+    assert labels.dtype == np.uint32 and labels.shape == (128, 128)  # napari: a labels layer
     assert labels.max() >= 2  # the quickly trained net finds beads
     size, unit = io.read_pixel_size(out / "a_labels.tif")
     assert unit == io.MICRON and size == pytest.approx(PIXEL_UM, rel=1e-9)
     size, unit = io.read_pixel_size(out / "a_prob.tif")
     assert unit == io.MICRON and size == pytest.approx(PIXEL_UM, rel=1e-9)
     assert io.read_pixel_size(out / "b_labels.tif") is None
-    assert tifffile.imread(out / "b_labels.tif").dtype == np.uint16
+    assert tifffile.imread(out / "b_labels.tif").dtype == np.uint32
 
 
 def test_write_labels_tiff_is_deterministic_and_atomic(tmp_path: Path) -> None:
@@ -158,9 +158,9 @@ def test_write_labels_tiff_is_deterministic_and_atomic(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["l.tif"]  # no temporary file left behind
 
 
-def test_more_than_65535_beads_is_a_clear_error(tmp_path: Path) -> None:
-    labels = np.arange(1, 300 * 300 + 1, dtype=np.int32).reshape(300, 300)  # 90000 one-pixel beads
-    with pytest.raises(DataError, match="65535"):
+def test_more_beads_than_fiji_holds_exactly_is_a_clear_error(tmp_path: Path) -> None:
+    labels = np.array([[0, 1], [2, 2**24 + 1]], dtype=np.int64)  # a label past 2**24 (exact in 32-bit float)
+    with pytest.raises(DataError, match=str(2**24)):
         io.write_labels_tiff(tmp_path / "many.tif", labels, None)
     assert not any(tmp_path.iterdir())
 
@@ -173,7 +173,7 @@ def test_predict_refuses_an_image_with_too_many_beads(model_path: Path, tmp_path
     import beadseg.instances
 
     def too_many(prob: np.ndarray, threshold: float = 0.5, method: str = "components", min_area: int = 4) -> np.ndarray:
-        return np.arange(prob.size, dtype=np.int32).reshape(prob.shape) + 1
+        return np.arange(prob.size, dtype=np.int64).reshape(prob.shape) + 2**24 - 10
 
     monkeypatch.setattr(beadseg.instances, "label_objects", too_many)
     big = tmp_path / "in" / "big.tif"
@@ -182,7 +182,7 @@ def test_predict_refuses_an_image_with_too_many_beads(model_path: Path, tmp_path
     out = tmp_path / "out"
     assert main(["-q", "predict", "--model", str(model_path), "--out", str(out), "--threads", "1", str(big)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "65535" in err and "big.tif" in err and len(err.splitlines()) == 1
+    assert str(2**24) in err and "big.tif" in err and len(err.splitlines()) == 1
     assert not (out / "big_labels.tif").exists() and not (out / "big_beads.csv").exists()
 
 
