@@ -251,22 +251,6 @@ def cmd_export(args: argparse.Namespace) -> None:
           file=sys.stderr)
 
 
-def cmd_export(args: argparse.Namespace) -> None:
-    from beadseg.export import export_run
-    from beadseg.paths import model_file
-
-    model = Path(args.model) if args.model is not None else model_file(args.run)
-    out = Path(args.out) if args.out else Path("export") / (args.run or model.parent.name)
-    result = export_run(model, out, image=Path(args.input) if args.input else None, author=args.author,
-                        license_id=args.license, validate=not args.no_validate)
-    if not args.quiet:
-        print(result.validation, file=sys.stderr)
-    print(f"export: {result.torchscript} (TorchScript: raw image in, bead probabilities out; normalisation and "
-          f"threshold inside) and {result.package_zip} (bioimage.io package, also unpacked in {result.package_dir}); "
-          f"both reproduce beadseg's probabilities of the test input within {result.max_difference:.1g}",
-          file=sys.stderr)
-
-
 def cmd_import(args: argparse.Namespace) -> None:
     from beadseg.data.ingest import add_folder
 
@@ -377,18 +361,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: all available cores)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE", help="2-D grayscale TIFF images (.tif/.tiff, OME-TIFF too), "
                    "or folders: every TIFF directly in a folder")
-    p = add("export", cmd_export, "write a run's model as TorchScript (normalisation and threshold inside) and as a "
-            "bioimage.io model package for deepImageJ (Fiji), napari, ilastik and QuPath")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--run", metavar="ID", help="export the model of this run (results/runs/ID/model.pt)")
-    which.add_argument("--model", metavar="PATH", help="model file to export")
-    p.add_argument("--out", metavar="DIR", help="new output folder (default: export/ID)")
-    p.add_argument("--input", metavar="IMAGE", help="TIFF whose centred tile becomes the package's test input "
-                   "(default: the first validation image)")
-    p.add_argument("--author", help="author named in rdf.yaml (default: git config user.name, else your login)")
-    p.add_argument("--license", default="CC-BY-4.0", help="SPDX licence id of the weights (default: CC-BY-4.0)")
-    p.add_argument("--no-validate", action="store_true",
-                   help="skip bioimageio.spec validation (it runs when the beadseg[export] extra is installed)")
     p = add("export", cmd_export, "write a run's model as TorchScript (normalisation and threshold inside) and as a "
             "bioimage.io model package for deepImageJ (Fiji), napari, ilastik and QuPath")
     which = p.add_mutually_exclusive_group(required=True)
