@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 CORES ?= 2
-# CPU machines get the CPU build of torch (small); machines with an NVIDIA driver get pip's default
-# (CUDA) build. Override with e.g.  make install TORCH_SPEC='torch==2.13.0' TORCH_INDEX_URL=<your index>
-TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.2' || echo 'torch==2.13.0')
+# torch: scripts/torch_install.py picks the build. A machine whose `nvidia-smi -L` works gets pip's default (CUDA)
+# build; any other asks for the CPU build (torch==2.13.0), with TORCH_INDEX_URL (a wheel index serving CPU builds
+# of torch, e.g. PyTorch's CPU index) as an extra index when set and reachable, and refuses to pull the CUDA
+# libraries there. Override with  make install TORCH_SPEC='torch==2.x' TORCH_INDEX_URL=<index URL>
+# (see what it would do: make torch-plan). An environment that already has torch keeps it.
+TORCH_SPEC ?=
 TORCH_INDEX_URL ?=
+TORCH_ENV := TORCH_SPEC='$(TORCH_SPEC)' TORCH_INDEX_URL='$(TORCH_INDEX_URL)'
 SNAKEMAKE := PATH="$(BIN):$$PATH" $(BIN)/snakemake
 
-.PHONY: install run dry-run report-html test test-fast lint benchmark clean-results help
+.PHONY: install torch-plan run dry-run report-html test test-fast lint benchmark clean-results help
 
 help:
 	@echo "make run           - install (if needed) and run the demo search under Snakemake on $(CORES) cores"
@@ -20,16 +24,20 @@ help:
 	@echo "make benchmark     - the training-step benchmark (benchmarks/train_step.py)"
 	@echo "make report-html   - Snakemake's HTML report of the last run (report.html)"
 	@echo "make clean-results - remove results/, logs/, per-rule benchmarks and Snakemake metadata"
-	@echo "make install       - create $(VENV) and install beadseg with its dependencies"
+	@echo "make install       - create $(VENV) and install beadseg with its dependencies (the CPU build of torch"
+	@echo "                     without an NVIDIA driver; TORCH_INDEX_URL=<CPU wheel index> to fetch it from there)"
+	@echo "make torch-plan    - which torch build make install would ask for on this machine, and why"
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml scripts/torch_install.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -c "import torch" 2>/dev/null || \
-		$(BIN)/python -m pip install $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) "$(TORCH_SPEC)"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(TORCH_ENV) $(BIN)/python scripts/torch_install.py
 	$(BIN)/python -m pip install -e ".[workflow,test]"
 	touch $@
 
 install: $(VENV)/.installed
+
+torch-plan:
+	@$(TORCH_ENV) $(PYTHON) scripts/torch_install.py --print
 
 run: install
 	$(SNAKEMAKE) --cores $(CORES) --rerun-incomplete
