@@ -196,10 +196,16 @@ class EvaluationConfig:
     objects: str = "auto"
     min_bead_area: int = 4
     iou_thresholds: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+    seed_distance: int = 3
+    #: objects auto: extra thresholds, the watershed seed distances and extra minimum areas tried per run
+    auto_thresholds: tuple[float, ...] = ()
+    auto_seed_distances: tuple[int, ...] = (2, 3, 5)
+    auto_min_bead_areas: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["iou_thresholds"] = list(self.iou_thresholds)
+        for key in ("iou_thresholds", "auto_thresholds", "auto_seed_distances", "auto_min_bead_areas"):
+            d[key] = list(getattr(self, key))
         return d
 
 
@@ -436,9 +442,14 @@ def validate(params: Mapping[str, Any], source: str = "params.yaml") -> Config:
 
     analysis = AnalysisConfig(**{**_defaults(props["analysis"]), **params.get("analysis", {})})
     eval_raw = {**_defaults(props["evaluation"]), **params.get("evaluation", {})}
+    auto_raw = {**_defaults(props["evaluation"]["properties"]["auto"]), **eval_raw.get("auto", {})}
     evaluation = EvaluationConfig(overlap=float(eval_raw["overlap"]), threshold=float(eval_raw["threshold"]),
                                   objects=eval_raw["objects"], min_bead_area=int(eval_raw["min_bead_area"]),
-                                  iou_thresholds=tuple(sorted(float(t) for t in eval_raw["iou_thresholds"])))
+                                  iou_thresholds=tuple(sorted(float(t) for t in eval_raw["iou_thresholds"])),
+                                  seed_distance=int(eval_raw["seed_distance"]),
+                                  auto_thresholds=tuple(float(t) for t in auto_raw["thresholds"]),
+                                  auto_seed_distances=tuple(int(d) for d in auto_raw["seed_distances"]),
+                                  auto_min_bead_areas=tuple(int(a) for a in auto_raw["min_bead_areas"]))
     search = _search_config(params.get("search"), params, source)
     return Config(data=data, tiling=tiling, train_defaults=defaults, runs=runs, analysis=analysis, evaluation=evaluation,
                   overrides=overrides, finetune_ids=tuple(params["finetune"]), source=source, search=search)

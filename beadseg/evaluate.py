@@ -19,7 +19,6 @@ compares), ``evaluation.json`` (status, degenerate reasons, settings, image coun
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io as _io
 import json
 import math
@@ -40,7 +39,7 @@ from beadseg.fsutil import json_safe, write_json, write_text
 from beadseg.inference import predict_full
 from beadseg.metrics import confusion, dice_from_counts, jaccard_from_counts
 from beadseg.quality import degenerate_reasons, likely_causes, probability_spread, trivial_scores
-from beadseg.scoring import for_evaluation
+from beadseg.scoring import check_threshold, for_evaluation
 
 # Generic score names (what score_images returns) -> the names of the val and the test split in
 # metrics.json / runs.csv. Val keeps the names the analysis has always read.
@@ -52,6 +51,8 @@ _OBJECT_NAMES = {"n_true": "bead_n_true", "n_pred": "bead_n_pred", "count_error"
 #: What evaluate writes to evaluation.json rather than metrics.json: everything that is not a score.
 INFO_KEYS = ("run_id", "status", "stop_reason", "degenerate_reasons", "likely_causes", "chosen_on", "evaluation",
              "objects", "objects_chosen", "postprocessing", "eval_seconds", "n_val_images", "n_test_images")
+#: The splits the evaluate step scores: val chooses (epochs, post-processing, ranking), test chooses nothing.
+SPLITS = ("val", "test")
 PER_IMAGE_FIELDS = ("split", "image", "jaccard", "dice", "n_true", "n_pred", "count_error", "precision", "recall",
                     "f1", "mean_matched_iou", "merges", "splits")
 
@@ -106,7 +107,8 @@ def score_images(probabilities: Mapping[str, np.ndarray], truths: Mapping[str, n
         prob, truth = probabilities[stem], truths[stem]
         a, b, c = confusion(prob > evaluation.threshold, np.asarray(truth) > 0)
         tp, fp, fn = tp + a, fp + b, fn + c
-        pred_labels = label_objects(prob, evaluation.threshold, evaluation.objects, evaluation.min_bead_area)
+        pred_labels = label_objects(prob, evaluation.threshold, evaluation.objects, evaluation.min_bead_area,
+                                    evaluation.seed_distance)
         objects = object_scores(true_objects(truth), pred_labels, evaluation.iou_thresholds)
         object_rows.append(objects)
         per_image.append({"image": stem, "jaccard": jaccard_from_counts(a, b, c), "dice": dice_from_counts(a, b, c),
@@ -195,26 +197,32 @@ def _evaluate_run(config: Config, run_id: str, threads: int, root: Path, progres
         model_file = load_model_file(root / paths.model_file(run_id))
         _check_normalization(model_file, root)
         set_threads(threads)
-        with lease_device() as lease:
+        check_threshold(evaluation, model_file)  # before any inference: the threshold the best epoch was picked at
+        pairs = {split: load_split(split, root) for split in SPLITS}
+        probs: dict[str, dict[str, np.ndarray]] = {}
+        with lease_device() as lease:  # the card is held for inference only, not for the object scoring below
             model = model_file.build().to(lease.device)
-            post = for_evaluation(config.evaluation, model_file)  # the threshold the best epoch was picked at
-            evaluation = dataclasses.replace(evaluation, objects=post.objects)
-            metrics["postprocessing"] = post.to_dict()  # what beadseg predict reads (beadseg/scoring.py)
-            metrics["objects"] = evaluation.objects
-            metrics["objects_chosen"] = "auto: on the training masks" if config.evaluation.objects == "auto" else "set"
             cfg = model_file.config
             amp = amp_dtype(lease.device) if cfg.amp else None
-            for split in ("val", "test"):
-                pairs = load_split(split, root)
-                probs = predict_images(model, {s: im for s, (im, _) in pairs.items()}, model_file.tile_size,
-                                       evaluation.overlap, cfg.batch_size, lease.device, amp, cfg.channels_last)
-                scores, split_rows = score_images(probs, load_split_objects(split, root), evaluation)
-                rows += [{"split": split, **r} for r in split_rows]
-                metrics.update(split_names(scores, split))
-                if split == "val":
-                    metrics["prob_std"] = probability_spread(probs.values())
-                    metrics["degenerate_reasons"] = degenerate_reasons(
-                        metrics, trivial_scores(m for _, m in pairs.values()), metrics["prob_std"])
+            for split in SPLITS:
+                probs[split] = predict_images(model, {s: im for s, (im, _) in pairs[split].items()},
+                                              model_file.tile_size, evaluation.overlap, cfg.batch_size, lease.device,
+                                              amp, cfg.channels_last)
+            del model
+        truths = {split: load_split_objects(split, root) for split in SPLITS}
+        post, tried = for_evaluation(config.evaluation, model_file, probs["val"], truths["val"])  # val only
+        evaluation = post.scoring(evaluation)
+        metrics["postprocessing"] = {**post.to_dict(), "chosen": post.source, "candidates": tried}
+        metrics["objects"] = evaluation.objects
+        metrics["objects_chosen"] = ("auto: on this run's validation predictions" if config.evaluation.objects == "auto"
+                                     else "set")
+        for split in SPLITS:
+            scores, split_rows = score_images(probs[split], truths[split], evaluation)
+            rows += [{"split": split, **r} for r in split_rows]
+            metrics.update(split_names(scores, split))
+        metrics["prob_std"] = probability_spread(probs["val"].values())
+        metrics["degenerate_reasons"] = degenerate_reasons(
+            metrics, trivial_scores(m for _, m in pairs["val"].values()), metrics["prob_std"])
         if metrics["degenerate_reasons"]:
             metrics["status"] = "degenerate"
             metrics["likely_causes"] = likely_causes(history, int(info.get("optimizer_steps") or 0),

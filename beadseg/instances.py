@@ -158,7 +158,7 @@ def _watershed(mask: np.ndarray, min_area: int, min_distance: int = WATERSHED_MI
 
 
 def label_objects(prob: np.ndarray, threshold: float = 0.5, method: str = "components",
-                  min_area: int = 4) -> np.ndarray:
+                  min_area: int = 4, seed_distance: int = WATERSHED_MIN_DISTANCE_PX) -> np.ndarray:
     """Instance label image (int32, 0 = background, 1..n) of a probability map (or 0/1 mask).
 
     Pixels ``> threshold`` are bead (a bool mask is used as is). ``method``:
@@ -168,7 +168,8 @@ def label_objects(prob: np.ndarray, threshold: float = 0.5, method: str = "compo
     ``"watershed"``
         Splits touching beads: the Euclidean distance transform of the binary mask is flooded
         (``skimage.segmentation.watershed`` on its negative, restricted to the mask) from seeds at
-        its local maxima more than ``WATERSHED_MIN_DISTANCE_PX`` (3) px apart (see there for why).
+        its local maxima more than ``seed_distance`` px apart (default ``WATERSHED_MIN_DISTANCE_PX``, 3:
+        see there for why; the evaluate step chooses it per run on its validation predictions).
 
     Objects smaller than ``min_area`` px are dropped and labels renumbered consecutively 1..n.
     Raises ``ConfigError`` for an unknown method (the message lists ``OBJECT_METHODS``).
@@ -183,7 +184,9 @@ def label_objects(prob: np.ndarray, threshold: float = 0.5, method: str = "compo
     mask = p if p.dtype == np.bool_ else p > threshold
     if method == "components":
         return _components(mask, int(min_area))
-    return _watershed(mask, int(min_area))
+    if isinstance(seed_distance, bool) or not isinstance(seed_distance, (int, np.integer)) or seed_distance < 1:
+        raise ValueError(f"seed_distance must be an integer >= 1, got {seed_distance!r}")
+    return _watershed(mask, int(min_area), int(seed_distance))
 
 
 def true_objects(mask: np.ndarray) -> np.ndarray:

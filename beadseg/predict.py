@@ -43,7 +43,8 @@ BEAD_COLUMNS = ("label", "centroid_y", "centroid_x", "area_px", "equivalent_diam
                 "mean_intensity", "area_um2")
 SUMMARY_COLUMNS = ("image", "n_beads", "bead_area_fraction", "mean_equivalent_diameter_px",
                    "median_equivalent_diameter_px", "mean_equivalent_diameter_um", "median_equivalent_diameter_um",
-                   "pixel_size", "unit", "threshold", "objects", "min_area", "model_run_id", "model_file")
+                   "pixel_size", "unit", "threshold", "objects", "min_area", "seed_distance", "model_run_id",
+                   "model_file")
 
 
 def output_paths(out_dir: Path, stem: str) -> dict[str, Path]:
@@ -268,7 +269,8 @@ def predict_files(model_path: Path, inputs: Sequence[Path], out_dir: Path, *, th
                                     overlap=overlap, batch_size=max(1, cfg.batch_size), device=lease.device,
                                     amp_dtype=amp_dtype(lease.device) if cfg.amp else None,
                                     channels_last=channels_last)
-                labels = label_objects(prob, threshold=threshold, method=objects, min_area=int(min_area))
+                labels = label_objects(prob, threshold=threshold, method=objects, min_area=int(min_area),
+                                       seed_distance=scored.seed_distance)
                 n = int(labels.max(initial=0))
                 if n > io.MAX_LABEL:
                     raise DataError(f"'{path}' gives {n} beads, more than a label image holds exactly in Fiji "
@@ -277,6 +279,7 @@ def predict_files(model_path: Path, inputs: Sequence[Path], out_dir: Path, *, th
                 pixel_size = pixel_sizes[path]
                 beads = bead_table(labels, raw, pixel_size)
                 row = summary_row(path, labels, beads, pixel_size, threshold, objects, int(min_area), model_file)
+                row["seed_distance"] = scored.seed_distance if objects == "watershed" else None
                 outs = output_paths(out_dir, io.image_stem(path))
                 io.write_labels_tiff(outs["labels"], labels, pixel_size)
                 io.write_calibrated_tiff(outs["prob"], prob.astype(np.float32, copy=False), pixel_size)

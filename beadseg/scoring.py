@@ -1,26 +1,38 @@
 """How a model's probabilities become beads: one record, written by the evaluate step, read by predict.
 
-The **decision threshold** is chosen once, in params.yaml (``evaluation.threshold``): training's per-epoch
-validation picks the best epoch at it and writes it into the model file; the evaluate step scores at the
-threshold the model file records (refusing a model picked at another one); the **object method** is
-``evaluation.objects`` (``auto``: the method the split chose on the training masks, also in the model file);
-``min_area`` is ``evaluation.min_bead_area``. The evaluate step records the three in the run's
-``evaluation.json`` (``postprocessing``), and ``beadseg predict`` reads them from there, so a prediction
-is made exactly the way the run was scored. A model file with no evaluation record beside it (not yet
-evaluated, or copied elsewhere alone) falls back to the model file's threshold and object method.
+* **Threshold.** ``evaluation.threshold`` is the one training's per-epoch validation picks the best epoch at;
+  the model file records it, and the evaluate step refuses a model picked at another one.
+* **Post-processing.** With ``evaluation.objects`` set (``components`` / ``watershed``), the evaluate step
+  uses evaluation's threshold, ``min_bead_area`` and ``seed_distance`` as they are. With ``auto`` it tries a
+  small set of candidates (:func:`candidates`: both object methods, watershed seed distances, and any extra
+  thresholds / minimum areas listed under ``evaluation.auto``) on the run's **own validation predictions**
+  and keeps the one with the best AP (nnU-Net's post-processing determination, in spirit): a choice made on
+  perfect training masks does not predict how the methods behave on blurred predicted gaps between touching
+  beads. The test split chooses nothing.
+* **One home.** The evaluate step records the choice in the run's ``evaluation.json`` (``postprocessing``)
+  and ``beadseg predict`` reads it from there, so a prediction is made exactly the way the run was scored. A
+  model file with no evaluation record beside it (not yet evaluated, or copied elsewhere alone) falls back
+  to the model file's threshold and object method (chosen on the training masks).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from beadseg.checkpoint import ModelFile
+import numpy as np
+
 from beadseg.config import EvaluationConfig
 from beadseg.errors import DataError
+from beadseg.instances import WATERSHED_MIN_DISTANCE_PX
+
+if TYPE_CHECKING:  # the model file needs torch; describing a record must not
+    from beadseg.checkpoint import ModelFile
 
 #: The key of evaluation.json that holds the record.
 RECORD_KEY = "postprocessing"
@@ -28,34 +40,103 @@ RECORD_KEY = "postprocessing"
 RECORD_FILE = "evaluation.json"
 #: Smallest bead kept when nothing says otherwise (EvaluationConfig's default).
 DEFAULT_MIN_AREA = EvaluationConfig.min_bead_area
-OBJECT_METHODS = ("components", "watershed")
+OBJECT_METHODS: tuple[str, ...] = ("components", "watershed")
 
 
 @dataclass(frozen=True)
 class Postprocessing:
-    """Threshold, object method and smallest bead that turn a probability map into labelled beads."""
+    """Threshold, object method, smallest bead and watershed seed distance that turn a probability map into
+    labelled beads."""
 
     threshold: float
     objects: str
     min_area: int
-    source: str  # where it was read from (shown to the user)
+    seed_distance: int = WATERSHED_MIN_DISTANCE_PX
+    source: str = ""  # where it was read from or how it was chosen (shown to the user)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"threshold": float(self.threshold), "objects": self.objects, "min_area": int(self.min_area)}
+        return {"threshold": float(self.threshold), "objects": self.objects, "min_area": int(self.min_area),
+                "seed_distance": int(self.seed_distance)}
+
+    def label(self, prob: np.ndarray) -> np.ndarray:
+        """The instance labels of one probability map."""
+        from beadseg.instances import label_objects
+
+        return label_objects(prob, threshold=self.threshold, method=self.objects, min_area=self.min_area,
+                             seed_distance=self.seed_distance)
+
+    def scoring(self, evaluation: EvaluationConfig) -> EvaluationConfig:
+        """``evaluation`` with this post-processing in place of its own."""
+        return dataclasses.replace(evaluation, threshold=self.threshold, objects=self.objects,
+                                   min_bead_area=self.min_area, seed_distance=self.seed_distance)
 
 
-def for_evaluation(evaluation: EvaluationConfig, model: ModelFile) -> Postprocessing:
-    """What the evaluate step scores ``model`` with (and records).
-
-    The threshold must be the one training's validation picked the best epoch at (the model file's): a
-    model picked at another threshold is refused with one line saying to retrain it."""
+def check_threshold(evaluation: EvaluationConfig, model: ModelFile) -> None:
+    """The model must have been picked (best epoch) at ``evaluation.threshold``; else one line: retrain it."""
     if not math.isclose(float(model.threshold), float(evaluation.threshold), rel_tol=0, abs_tol=1e-12):
         raise DataError(f"'{model.path}' picked its best epoch at threshold {model.threshold:g}, but "
                         f"evaluation.threshold is now {evaluation.threshold:g}: retrain run '{model.run_id}' "
                         f"(beadseg train --run {model.run_id}; snakemake and dvc repro do this by themselves)")
-    objects = model.objects if evaluation.objects == "auto" else evaluation.objects
-    return Postprocessing(threshold=float(evaluation.threshold), objects=objects,
-                          min_area=int(evaluation.min_bead_area), source="params.yaml evaluation")
+
+
+def candidates(evaluation: EvaluationConfig, prior: str = "components") -> list[Postprocessing]:
+    """What ``objects: auto`` tries, the configured settings first: ``prior`` (the method chosen on the training
+    masks) at evaluation.threshold / min_bead_area / seed_distance, then the other method, then every
+    combination with ``evaluation.auto_*``. Earlier candidates win ties."""
+    thresholds = _unique([evaluation.threshold, *evaluation.auto_thresholds])
+    areas = _unique([evaluation.min_bead_area, *evaluation.auto_min_bead_areas])
+    distances = _unique([evaluation.seed_distance, *evaluation.auto_seed_distances])
+    methods = _unique([prior, *OBJECT_METHODS])
+    out = []
+    for threshold in thresholds:
+        for area in areas:
+            for method in methods:
+                for distance in (distances if method == "watershed" else distances[:1]):
+                    out.append(Postprocessing(threshold=float(threshold), objects=method, min_area=int(area),
+                                              seed_distance=int(distance)))
+    return out
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    return list(dict.fromkeys(values))
+
+
+def choose(probabilities: Mapping[str, np.ndarray], truths: Mapping[str, np.ndarray],
+           options: Sequence[Postprocessing], iou_threshold: float = 0.5) -> tuple[Postprocessing, list[dict[str, Any]]]:
+    """The candidate with the highest pooled AP at ``iou_threshold`` on these images (their own predictions
+    against their true beads), and every candidate's AP. Ties and images without beads (no AP) go to the
+    earlier candidate. Pure: pass the validation split only; the test split must choose nothing."""
+    from beadseg.instances import object_scores, pool_scores, threshold_key, true_objects
+
+    if not options:
+        raise ValueError("choose needs at least one candidate")
+    key = f"ap_{threshold_key(iou_threshold)}"
+    objects = {stem: true_objects(truths[stem]) for stem in sorted(probabilities)}
+    table: list[dict[str, Any]] = []
+    best, best_ap = options[0], -math.inf
+    for option in options:
+        rows = [object_scores(objects[stem], option.label(probabilities[stem]), (iou_threshold,))
+                for stem in sorted(probabilities)]
+        ap = float(pool_scores(rows, (iou_threshold,))[key]) if rows else math.nan
+        table.append({**option.to_dict(), key: ap})
+        if math.isfinite(ap) and ap > best_ap:
+            best, best_ap = option, ap
+    return dataclasses.replace(best, source=f"chosen on the validation predictions ({key})"), table
+
+
+def for_evaluation(evaluation: EvaluationConfig, model: ModelFile, val_probabilities: Mapping[str, np.ndarray],
+                   val_truths: Mapping[str, np.ndarray]) -> tuple[Postprocessing, list[dict[str, Any]]]:
+    """What the evaluate step scores ``model`` with (and records), and the candidates it tried (none when set).
+
+    ``objects: auto`` chooses among :func:`candidates` on the run's own validation predictions; a set method
+    uses evaluation's settings as they are. Refuses a model picked at another threshold (:func:`check_threshold`)."""
+    check_threshold(evaluation, model)
+    if evaluation.objects != "auto":
+        return Postprocessing(threshold=float(evaluation.threshold), objects=evaluation.objects,
+                              min_area=int(evaluation.min_bead_area), seed_distance=int(evaluation.seed_distance),
+                              source="set in params.yaml evaluation"), []
+    return choose(val_probabilities, val_truths, candidates(evaluation, prior=model.objects),
+                  evaluation.iou_thresholds[0])
 
 
 def record_path(model_path: Path) -> Path:
@@ -68,12 +149,14 @@ def from_record(record: Any, where: str) -> Postprocessing:
     block: Any = record.get(RECORD_KEY) if isinstance(record, dict) else None
     try:
         threshold, objects, min_area = float(block["threshold"]), str(block["objects"]), int(block["min_area"])
-    except (KeyError, TypeError, ValueError):
+        seed_distance = int(block.get("seed_distance", WATERSHED_MIN_DISTANCE_PX))
+    except (AttributeError, KeyError, TypeError, ValueError):
         raise DataError(f"'{where}' has no readable {RECORD_KEY} record (threshold, objects, min_area): "
                         "re-run the evaluate step (beadseg evaluate --run ID)") from None
-    if not 0 < threshold < 1 or objects not in OBJECT_METHODS or min_area < 0:
+    if not 0 < threshold < 1 or objects not in OBJECT_METHODS or min_area < 0 or seed_distance < 1:
         raise DataError(f"'{where}': {RECORD_KEY} {block!r} is out of range: re-run the evaluate step")
-    return Postprocessing(threshold=threshold, objects=objects, min_area=min_area, source=where)
+    return Postprocessing(threshold=threshold, objects=objects, min_area=min_area, seed_distance=seed_distance,
+                          source=where)
 
 
 def for_prediction(model: ModelFile) -> Postprocessing:
@@ -89,3 +172,19 @@ def for_prediction(model: ModelFile) -> Postprocessing:
             return from_record(record, str(path))
     return Postprocessing(threshold=float(model.threshold), objects=model.objects, min_area=DEFAULT_MIN_AREA,
                           source=f"{model.path} (not evaluated yet)")
+
+
+def describe(record: Any) -> str:
+    """One phrase for a run's ``postprocessing`` record (as evaluation.json holds it), for runs.csv and the
+    report: ``watershed (seeds 5 px apart), threshold 0.5, beads >= 4 px; chosen on the validation predictions
+    from 4 candidates``. Empty for a run that was not scored (no record)."""
+    if not isinstance(record, dict) or "objects" not in record:
+        return ""
+    method = str(record["objects"])
+    if method == "watershed" and record.get("seed_distance") is not None:
+        method += f" (seeds {int(record['seed_distance'])} px apart)"
+    text = f"{method}, threshold {float(record['threshold']):g}, beads >= {int(record['min_area'])} px"
+    tried = record.get("candidates") or []
+    if tried:
+        text += f"; chosen on the validation predictions from {len(tried)} candidates"
+    return text

@@ -43,7 +43,7 @@ OUTCOME_COLUMNS = [
     "test_jaccard", "test_dice", "test_bead_f1", "test_bead_precision", "test_bead_recall", "test_bead_count_error",
     "test_bead_mean_matched_iou", "test_bead_merges", "test_bead_splits", "n_test_images",
     "prob_std", "train_seconds", "wall_seconds", "peak_memory_mb", "optimizer_steps", "effective_batch_size",
-    "train_images", "device", "device_name", "gpu_id", "resumed",
+    "train_images", "device", "device_name", "gpu_id", "resumed", "postprocessing",
 ]
 LIST_COLUMNS = ("degenerate_reasons", "likely_causes")
 LIST_SEPARATOR = "; "
@@ -114,6 +114,9 @@ def outcome_row(run_id: str, metrics: dict[str, Any], params: dict[str, Any],
     row["stop_reason"] = metrics.get("stop_reason") or metrics.get("status")
     for key in LIST_COLUMNS:
         row[key] = LIST_SEPARATOR.join(str(v) for v in metrics.get(key) or [])
+    from beadseg.scoring import describe
+
+    row["postprocessing"] = describe(metrics.get("postprocessing"))  # how its beads were separated (evaluate)
     row["overfit_drop"] = (best - final) / best if best > 0 else 0.0
     for key, value in params.items():
         row[key] = ",".join(map(str, value)) if isinstance(value, list) else value

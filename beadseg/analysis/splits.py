@@ -255,4 +255,7 @@ def object_section(runs: pd.DataFrame, kind: str | None, test: bool) -> list[str
         lo, hi = aps[0], aps[-1]
         L[-1] += (f" AP goes from {score(best.get(pre + lo))} at IoU {ap_label(lo)[3:]} to {score(best.get(pre + hi))} "
                   f"at IoU {ap_label(hi)[3:]}.")
+    how = best.get("postprocessing")
+    if isinstance(how, str) and how:
+        L += ["", f"Beads were separated by {how}" + ("; the test images chose nothing." if "chosen" in how else ".")]
     return L + ["", mask_sentence(kind), ""]

@@ -21,6 +21,18 @@ instance-label image (0 = background, objects 1..n, consecutive):
     Poisson noise at moderate SNR, as **float32** in arbitrary units (~0-2,
     no camera offset). Checks the float input path and normalisation.
 
+``touching_pair`` -- dense clumps of touching, irregular objects
+    Clusters of 2-5 objects of mixed shapes (ellipses of aspect up to 2.2,
+    and "beans": two overlapping disks of unequal size) pressed together with
+    **no background gap** between neighbours (the later object yields the
+    shared pixels), plus some isolated objects; ~30-40 % cover. Each object
+    has its own brightness and a faint dimming along borders it shares with
+    a neighbour (as touching nuclei show), under a Gaussian PSF, a smooth
+    background and Poisson + Gaussian read noise, as **uint16** camera
+    counts with an offset. Checks that bead scores hold where beads touch
+    and are not round (what separates touching beads cannot be learnt from
+    gaps in the mask).
+
 ``hard`` (via ``write_folder``)
     ``synth``'s ``difficulty="hard"`` field with instance labels: dense small
     beads, structured background, debris.
@@ -48,7 +60,7 @@ from beadseg.data.io import write_tiff
 from beadseg.data.synth import generate_labels, image_seed
 from beadseg.errors import ConfigError
 
-LOOKALIKE_KINDS = ("blobs", "disks", "hard")
+LOOKALIKE_KINDS = ("blobs", "disks", "touching", "hard")
 STEM_FORMAT = "img_{:03d}"
 MIN_SIZE = 32
 
@@ -199,6 +211,58 @@ def disks_pair(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return image.astype(np.float32), labels
 
 
+def _touching_shape(rng: np.random.Generator, size: int, y: float, x: float, scale: float) -> np.ndarray:
+    """A boolean mask of one irregular object centred near (y, x): an elongated ellipse or a bean."""
+    yy, xx = np.ogrid[0:size, 0:size]
+    if rng.random() < 0.5:  # ellipse, aspect 1.2-2.2
+        a = scale * rng.uniform(1.1, 1.5)
+        b = a / rng.uniform(1.2, 2.2)
+        t = rng.uniform(0, np.pi)
+        u = (xx - x) * np.cos(t) + (yy - y) * np.sin(t)
+        v = -(xx - x) * np.sin(t) + (yy - y) * np.cos(t)
+        return np.asarray((u / a) ** 2 + (v / b) ** 2 <= 1.0)
+    r1, r2 = scale * rng.uniform(0.8, 1.1), scale * rng.uniform(0.5, 0.8)  # bean: two overlapping disks
+    t = rng.uniform(0, 2 * np.pi)
+    d = 0.8 * r1
+    y2, x2 = y + d * np.sin(t), x + d * np.cos(t)
+    return np.asarray(((yy - y) ** 2 + (xx - x) ** 2 <= r1 * r1) | ((yy - y2) ** 2 + (xx - x2) ** 2 <= r2 * r2))
+
+
+def touching_pair(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (image uint16 HxW, labels int32 HxW): clumps of touching irregular objects, Gaussian PSF."""
+    _check_size(size)
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((size, size), np.int32)
+    target = rng.uniform(0.30, 0.40) * size * size
+    n = 0
+    for _ in range(60 + int(400 * size * size / 512**2)):
+        if np.count_nonzero(labels) >= target:
+            break
+        scale = float(np.exp(rng.uniform(np.log(5.0), np.log(11.0))))
+        cy, cx = rng.uniform(scale, size - scale, 2)
+        members = 1 if rng.random() < 0.25 else int(rng.integers(2, 6))
+        y, x = cy, cx
+        for _ in range(members):
+            shape = _touching_shape(rng, size, y, x, scale) & (labels == 0)
+            if np.count_nonzero(shape) >= 16:
+                n += 1
+                labels[shape] = n
+            step = scale * rng.uniform(1.3, 1.8)  # the next member's centre: close enough to press against it
+            angle = rng.uniform(0, 2 * np.pi)
+            y = float(np.clip(y + step * np.sin(angle), 0, size - 1))
+            x = float(np.clip(x + step * np.cos(angle), 0, size - 1))
+    labels = _relabel(labels)
+    levels = np.concatenate([[0.0], rng.uniform(0.45, 1.0, int(labels.max()))])
+    sharp = levels[labels]
+    shared = (ndimage.grey_dilation(labels, size=3) != ndimage.grey_erosion(np.where(labels > 0, labels, 2**30), size=3))
+    sharp = np.where(shared & (labels > 0), sharp * rng.uniform(0.75, 0.9), sharp)  # faint dimming at borders
+    blurred = ndimage.gaussian_filter(sharp, sigma=rng.uniform(1.0, 1.8))
+    background = rng.uniform(0.05, 0.2) * _smooth_background(rng, size) + rng.uniform(0.03, 0.08)
+    photons = rng.uniform(60.0, 200.0)
+    counts = rng.poisson(np.clip(blurred + background, 0, None) * photons) + rng.normal(100.0, 3.0, (size, size))
+    return np.clip(np.rint(counts), 0, 65535).astype(np.uint16), labels
+
+
 def _hard_pair(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return generate_labels(size, seed, difficulty="hard")
 
@@ -206,6 +270,7 @@ def _hard_pair(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 _GENERATORS: dict[str, Callable[[int, int], tuple[np.ndarray, np.ndarray]]] = {
     "blobs": blobs_pair,
     "disks": disks_pair,
+    "touching": touching_pair,
     "hard": _hard_pair,
 }
 
@@ -237,7 +302,7 @@ def write_folder(
 ) -> list[str]:
     """Write ``img_000.tif`` ... (same stems) to both folders; returns the stems.
 
-    Images keep their generator's dtype (blobs uint8, disks float32, hard uint16);
+    Images keep their generator's dtype (blobs uint8, disks float32, touching and hard uint16);
     masks are uint16 instance labels. Stale ``img_*.tif`` files left by a larger
     earlier call are removed, so a folder is byte-identical for the same arguments.
     """

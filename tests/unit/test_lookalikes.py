@@ -10,12 +10,12 @@ import tifffile
 from scipy import ndimage
 from skimage.measure import label, regionprops
 
-from beadseg.data.lookalikes import LOOKALIKE_KINDS, blobs_pair, disks_pair, write_folder
+from beadseg.data.lookalikes import LOOKALIKE_KINDS, blobs_pair, disks_pair, touching_pair, write_folder
 from beadseg.data.synth import generate_labels, image_seed
 from beadseg.errors import ConfigError
 
-PAIRS = {"blobs": blobs_pair, "disks": disks_pair}
-DTYPES = {"blobs": np.uint8, "disks": np.float32, "hard": np.uint16}
+PAIRS = {"blobs": blobs_pair, "disks": disks_pair, "touching": touching_pair}
+DTYPES = {"blobs": np.uint8, "disks": np.float32, "touching": np.uint16, "hard": np.uint16}
 
 
 def _consecutive(labels: np.ndarray) -> bool:
@@ -24,10 +24,10 @@ def _consecutive(labels: np.ndarray) -> bool:
 
 
 def test_kinds_constant() -> None:
-    assert LOOKALIKE_KINDS == ("blobs", "disks", "hard")
+    assert LOOKALIKE_KINDS == ("blobs", "disks", "touching", "hard")
 
 
-@pytest.mark.parametrize("kind", ["blobs", "disks"])
+@pytest.mark.parametrize("kind", ["blobs", "disks", "touching"])
 @pytest.mark.parametrize("size", [32, 200])
 @pytest.mark.parametrize("seed", [0, 3])
 def test_pair_format(kind: str, size: int, seed: int) -> None:
@@ -38,7 +38,7 @@ def test_pair_format(kind: str, size: int, seed: int) -> None:
     assert np.isfinite(image).all()
 
 
-@pytest.mark.parametrize("kind", ["blobs", "disks"])
+@pytest.mark.parametrize("kind", ["blobs", "disks", "touching"])
 def test_deterministic_and_seed_sensitive(kind: str) -> None:
     a_img, a_lab = PAIRS[kind](128, 5)
     b_img, b_lab = PAIRS[kind](128, 5)
@@ -47,7 +47,7 @@ def test_deterministic_and_seed_sensitive(kind: str) -> None:
     assert not np.array_equal(a_img, c_img) and not np.array_equal(a_lab, c_lab)
 
 
-@pytest.mark.parametrize("kind", ["blobs", "disks"])
+@pytest.mark.parametrize("kind", ["blobs", "disks", "touching"])
 def test_objects_brighter_than_background(kind: str) -> None:
     image, labels = PAIRS[kind](256, 1)
     im = image.astype(np.float64)
@@ -160,7 +160,25 @@ def test_write_folder_invalid(
     assert not (tmp_path / "i").exists() and not (tmp_path / "m").exists()
 
 
-@pytest.mark.parametrize("func", [blobs_pair, disks_pair])
+@pytest.mark.parametrize("func", [blobs_pair, disks_pair, touching_pair])
 def test_pair_rejects_tiny_size(func) -> None:  # noqa: ANN001
     with pytest.raises(ConfigError, match="size"):
         func(16, 0)
+
+
+def test_touching_objects_share_borders_with_no_gap_and_are_not_round() -> None:
+    """Most objects press against a neighbour with no background between them, so a 0/1 mask cannot tell them
+    apart (one connected component holds several objects), and many are far from round."""
+    from skimage.measure import label as components
+    from skimage.measure import regionprops
+
+    _, labels = touching_pair(256, 2)
+    n = int(labels.max())
+    right, down = labels[:, 1:] * labels[:, :-1], labels[1:, :] * labels[:-1, :]
+    pairs = [(labels[:, 1:] != labels[:, :-1]) & (right > 0), (labels[1:, :] != labels[:-1, :]) & (down > 0)]
+    touching = set(np.unique(labels[:, 1:][pairs[0]])) | set(np.unique(labels[1:, :][pairs[1]]))
+    assert len(touching) >= 0.5 * n, (len(touching), n)
+    assert components(labels > 0, connectivity=1).max() < 0.7 * n  # clumps: fewer components than objects
+    elongated = [p for p in regionprops(labels) if p.minor_axis_length > 0 and
+                 p.major_axis_length / p.minor_axis_length > 1.4]
+    assert len(elongated) >= 0.3 * n

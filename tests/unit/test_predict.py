@@ -172,7 +172,8 @@ def test_predict_refuses_an_image_with_too_many_beads(model_path: Path, tmp_path
                                                       monkeypatch: pytest.MonkeyPatch, capsys: Capsys) -> None:
     import beadseg.instances
 
-    def too_many(prob: np.ndarray, threshold: float = 0.5, method: str = "components", min_area: int = 4) -> np.ndarray:
+    def too_many(prob: np.ndarray, threshold: float = 0.5, method: str = "components", min_area: int = 4,
+                 seed_distance: int = 3) -> np.ndarray:
         return np.arange(prob.size, dtype=np.int64).reshape(prob.shape) + 2**24 - 10
 
     monkeypatch.setattr(beadseg.instances, "label_objects", too_many)
