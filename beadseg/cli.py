@@ -392,8 +392,10 @@ PIPELINE_STEPS = ("synth", "split", "tile", "fingerprint", "baseline", "train", 
                   "figures", "report")
 ENVIRONMENT = {
     "BEADSEG_DEVICE": "cpu | cuda | mps: force a device (default: a free GPU, else MPS, else the CPU)",
-    "BEADSEG_GPU_WAIT": "seconds a job waits for a free GPU before it falls back to the CPU (default 600)",
-    "BEADSEG_JOBS_PER_GPU": "training jobs that may share one card (default 1)",
+    "BEADSEG_GPU_WAIT": "seconds a job waits for a free GPU slot before it stops (default 600)",
+    "BEADSEG_GPU_FALLBACK": "cpu: a job that found no free GPU slot in time trains on the CPU instead of stopping",
+    "BEADSEG_JOBS_PER_GPU": "jobs that may share one card (default 1), or auto: slots by the job's measured or "
+                            "estimated memory (16 slots per card)",
     "BEADSEG_LOCK_DIR": "folder of the GPU lock files (default: a private folder per user; "
                         "share one folder between users of the same cards)",
 }

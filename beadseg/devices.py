@@ -21,10 +21,17 @@ lock when the process dies, even on ``kill -9``, so a crashed job never leaves a
 * **Slots.** ``BEADSEG_JOBS_PER_GPU=N`` (default 1) lets one card hold N leases (small U-Nets leave a
   big card idle). A free card is preferred to a second slot on a busy one. Use the same N for every
   job on a machine.
-* **Waiting.** When every slot is leased, the job waits (polling) up to ``BEADSEG_GPU_WAIT`` seconds
-  (default 600), then falls back to the CPU with a warning. ``BEADSEG_GPU_WAIT=0`` falls back at once.
+* **Packing by memory.** ``BEADSEG_JOBS_PER_GPU=auto`` divides every card into :data:`AUTO_SLOTS` slots of
+  equal memory (90 % of the card / 16); a job leases as many slots of one card as its memory needs
+  (:func:`slots_needed`; the training step passes its measured peak, else an estimate, see
+  :func:`beadseg.train.job_memory_mb`), on the card with the most free slots. Jobs of different sizes share
+  a card safely because every job counts in the same slots. A card then holds ``16 // slots`` jobs of a size.
+* **No free slot.** The job says so in one line at once and waits (polling) up to ``BEADSEG_GPU_WAIT``
+  seconds (default 600). Then it stops with a :class:`DeviceError`, unless ``BEADSEG_GPU_FALLBACK=cpu``
+  asks it to train on the CPU instead. (A machine without a GPU trains on the CPU as always.)
 * **Testing.** ``BEADSEG_FAKE_GPUS=N`` pretends N cards exist (the job still computes on the CPU); tests
-  use it to check leasing on machines without a GPU.
+  use it to check leasing on machines without a GPU. ``N x MB`` (e.g. ``2x24000``) also gives their memory
+  (default 81920 MB).
 * **Other platforms.** Without ``fcntl`` (Windows) nothing is locked: a CUDA card is used unleased (with
   a warning), else MPS or the CPU. Without CUDA, Apple's MPS is used when available and
   ``BEADSEG_DEVICE`` is unset or ``mps``. ``BEADSEG_DEVICE=cpu`` always forces the CPU.
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import re
 import stat
@@ -59,6 +67,13 @@ class DeviceError(BeadsegError):
     """The GPU lock folder or a device setting cannot be used (printed as one line by the CLI)."""
 
 
+#: BEADSEG_JOBS_PER_GPU=auto: every card is this many slots of equal memory.
+AUTO_SLOTS = 16
+#: The share of a card's memory the slots divide (the rest: other processes, fragmentation).
+USABLE_MEMORY = 0.9
+FAKE_CARD_MB = 81920.0
+
+
 @dataclass
 class DeviceLease:
     """The device a job computes on, and the GPU (and slot on it) it holds, if any."""
@@ -67,11 +82,27 @@ class DeviceLease:
     gpu_id: GpuId | None  # stable id of the leased card (None when no card is held)
     name: str
     fake: bool = False
-    slot: int | None = None  # which of the card's BEADSEG_JOBS_PER_GPU slots is held
+    slot: int | None = None  # the first of the card's slots that are held
+    slots: int = 0  # how many of its slots this job holds (more than 1 only with BEADSEG_JOBS_PER_GPU=auto)
+    slots_per_card: int = 0
 
     @property
     def is_cuda(self) -> bool:
         return self.device.type == "cuda"
+
+
+def slots_needed(job_mb: float | None, card_mb: float, slots: int = AUTO_SLOTS) -> int:
+    """Slots of a card of ``card_mb`` (cut into ``slots`` slots of :data:`USABLE_MEMORY` of it) that a job of
+    ``job_mb`` peak memory needs: at least 1, at most all; unknown memory takes 1."""
+    if job_mb is None or not math.isfinite(job_mb):
+        return 1
+    slot_mb = card_mb * USABLE_MEMORY / slots
+    return max(1, min(slots, math.ceil(job_mb / slot_mb)))
+
+
+def jobs_per_card(job_mb: float | None, card_mb: float, slots: int = AUTO_SLOTS) -> int:
+    """How many jobs of ``job_mb`` one card holds under BEADSEG_JOBS_PER_GPU=auto."""
+    return slots // slots_needed(job_mb, card_mb, slots)
 
 
 def _pin_device_order() -> None:
@@ -155,11 +186,35 @@ def _card_id(token: str, position: int) -> GpuId:
     return _UNSAFE_FILE_CHARS.sub("_", token) or f"visible{position}"
 
 
+def _fake_gpus() -> tuple[int, float] | None:
+    """``BEADSEG_FAKE_GPUS``: N, or N x MB (cards and their memory), or None when unset."""
+    raw = os.environ.get("BEADSEG_FAKE_GPUS", "").strip().lower()
+    if not raw:
+        return None
+    count, _, memory = raw.partition("x")
+    try:
+        n, mb = int(count), float(memory) if memory else FAKE_CARD_MB
+    except ValueError:
+        raise DeviceError(f"BEADSEG_FAKE_GPUS={raw!r} is not N or NxMB (e.g. 2 or 2x24000)") from None
+    if n < 0 or mb <= 0:
+        raise DeviceError(f"BEADSEG_FAKE_GPUS={raw!r}: cards and memory must be positive")
+    return n, mb
+
+
+def card_memory_mb(local_index: int) -> float:
+    """Total memory of a visible card (fake cards: the MB of ``BEADSEG_FAKE_GPUS=NxMB``)."""
+    fake = _fake_gpus()
+    if fake is not None:
+        return fake[1]
+    return torch.cuda.get_device_properties(local_index).total_memory / 2**20
+
+
 def visible_gpu_ids() -> tuple[list[GpuId], bool]:
     """Stable ids of the candidate GPUs and whether they are fake (``BEADSEG_FAKE_GPUS``)."""
     _pin_device_order()
-    if os.environ.get("BEADSEG_FAKE_GPUS", "").strip():
-        return list(range(int(_env_number("BEADSEG_FAKE_GPUS", 0, 0)))), True
+    fake = _fake_gpus()
+    if fake is not None:
+        return list(range(fake[0])), True
     if not torch.cuda.is_available():
         return [], False
     count = torch.cuda.device_count()
@@ -299,39 +354,79 @@ def _lock_name(gpu_id: GpuId, slot: int) -> str:
 
 @dataclass
 class _Held:
-    fd: int
+    fds: list[int]
     local_index: int
     gpu_id: GpuId
-    slot: int
+    slots: list[int]
 
 
-def _try_all(folder: Path, shared: bool, ids: list[GpuId], slots: int, fcntl: ModuleType) -> _Held | None:
-    """One pass over every slot, slot-major so a free card is taken before a second slot on a busy one."""
+def _free_slots(folder: Path, shared: bool, gpu_id: GpuId, slots: int, fcntl: ModuleType) -> int:
+    """How many of a card's slots are free now (each locked and released at once, so a job probing at the same
+    moment is not misled for longer than a system call)."""
+    free = 0
     for slot in range(slots):
-        for local_index, gpu_id in enumerate(ids):
-            fd = _try_lock(folder / _lock_name(gpu_id, slot), shared, fcntl)
-            if fd is not None:
-                return _Held(fd, local_index, gpu_id, slot)
+        fd = _try_lock(folder / _lock_name(gpu_id, slot), shared, fcntl)
+        if fd is not None:
+            _release(fd, fcntl)
+            free += 1
+    return free
+
+
+def _take(folder: Path, shared: bool, gpu_id: GpuId, slots: int, need: int,
+          fcntl: ModuleType) -> list[tuple[int, int]] | None:
+    """Lock ``need`` free slots of one card, the lowest first; (slot, fd) of each, or None (nothing kept)."""
+    taken: list[tuple[int, int]] = []
+    for slot in range(slots):
+        if len(taken) == need:
+            break
+        fd = _try_lock(folder / _lock_name(gpu_id, slot), shared, fcntl)
+        if fd is not None:
+            taken.append((slot, fd))
+    if len(taken) < need:
+        for _slot, fd in taken:
+            _release(fd, fcntl)
+        return None
+    return taken
+
+
+def _try_all(folder: Path, shared: bool, ids: list[GpuId], slots: int, need: list[int],
+             fcntl: ModuleType) -> _Held | None:
+    """One pass: take ``need[card]`` slots on the card with the most free slots left after them (a free card
+    before a second slot on a busy one); another card if a concurrent job got there first; else None."""
+    free = [_free_slots(folder, shared, gpu_id, slots, fcntl) if slots > 1 else 1 for gpu_id in ids]
+    order = sorted((i for i in range(len(ids)) if free[i] >= need[i]), key=lambda i: (need[i] - free[i], i))
+    for i in order:
+        taken = _take(folder, shared, ids[i], slots, need[i], fcntl)
+        if taken is not None:
+            return _Held([fd for _, fd in taken], i, ids[i], [slot for slot, _ in taken])
     return None
 
 
-def _acquire(ids: list[GpuId], slots: int, wait_s: float, poll_s: float, fcntl: ModuleType) -> _Held | None:
-    """Poll until a slot is free or ``wait_s`` has passed (then None: use the CPU)."""
+def _acquire(ids: list[GpuId], slots: int, need: list[int], wait_s: float, poll_s: float, fallback: bool,
+             fcntl: ModuleType) -> _Held | None:
+    """Poll until a card has the slots this job needs or ``wait_s`` has passed; then None (use the CPU) when
+    ``fallback``, else a :class:`DeviceError`."""
     folder, shared = lock_dir(), _shared_lock_dir() is not None
     _prepare_lock_dir(folder, shared)
     deadline = time.monotonic() + wait_s
     what = f"{len(ids)} GPU(s)" + (f" x {slots} slots" if slots > 1 else "")
+    wanted = f"{min(need)} free slots on one card" if min(need) > 1 else "free slot"
     announced = False
     while True:
-        held = _try_all(folder, shared, ids, slots, fcntl)
+        held = _try_all(folder, shared, ids, slots, need, fcntl)
         if held is not None:
             return held
         if time.monotonic() >= deadline:
-            print(f"beadseg: all {what} are leased by other jobs; falling back to the CPU "
-                  "(set BEADSEG_GPU_WAIT to wait longer)", file=sys.stderr)
-            return None
+            if fallback:
+                print(f"beadseg: no {wanted} on {what} after {wait_s:.0f} s; training on the CPU "
+                      "(BEADSEG_GPU_FALLBACK=cpu)", file=sys.stderr)
+                return None
+            raise DeviceError(f"no {wanted} on {what} after {wait_s:.0f} s (other jobs hold them): raise "
+                              "BEADSEG_GPU_WAIT, give Snakemake fewer --resources gpu, or set "
+                              "BEADSEG_GPU_FALLBACK=cpu to train on the CPU instead")
         if not announced:
-            print(f"beadseg: all {what} are leased; waiting up to {wait_s:.0f} s for one", file=sys.stderr)
+            print(f"beadseg: no {wanted} on {what} now (other jobs hold them); waiting up to {wait_s:.0f} s"
+                  + ("" if fallback else " (BEADSEG_GPU_FALLBACK=cpu would use the CPU instead)"), file=sys.stderr)
             announced = True
         time.sleep(poll_s)
 
@@ -373,29 +468,51 @@ def _unlocked_device(ids: list[GpuId], fake: bool, choice: str) -> DeviceLease:
 
 
 def _lease_for(held: _Held, fake: bool, slots: int) -> DeviceLease:
-    """Describe a held slot; fake cards compute on the CPU."""
-    suffix = f" (slot {held.slot + 1}/{slots})" if slots > 1 else ""
+    """Describe held slots; fake cards compute on the CPU."""
+    taken = len(held.slots)
+    suffix = ("" if slots == 1 else f" (slot {held.slots[0] + 1}/{slots})" if taken == 1
+              else f" ({taken} of {slots} slots)")
+    first = held.slots[0]
     if fake:
-        return DeviceLease(torch.device("cpu"), held.gpu_id, f"fake-gpu-{held.gpu_id}{suffix}", True, held.slot)
+        return DeviceLease(torch.device("cpu"), held.gpu_id, f"fake-gpu-{held.gpu_id}{suffix}", True, first, taken,
+                           slots)
     device = torch.device(f"cuda:{held.local_index}")
-    return DeviceLease(device, held.gpu_id, torch.cuda.get_device_name(device) + suffix, False, held.slot)
+    return DeviceLease(device, held.gpu_id, torch.cuda.get_device_name(device) + suffix, False, first, taken, slots)
+
+
+def auto_slots() -> bool:
+    """Whether ``BEADSEG_JOBS_PER_GPU=auto`` (slots by memory) is set."""
+    return os.environ.get("BEADSEG_JOBS_PER_GPU", "").strip().lower() == "auto"
 
 
 def _slots(jobs_per_gpu: int | None) -> int:
-    """Leases one card may hold: the argument, else ``BEADSEG_JOBS_PER_GPU`` (default 1)."""
+    """Slots of one card: the argument, else ``BEADSEG_JOBS_PER_GPU`` (default 1; auto: :data:`AUTO_SLOTS`)."""
     if jobs_per_gpu is None:
+        if auto_slots():
+            return AUTO_SLOTS
         return int(_env_number("BEADSEG_JOBS_PER_GPU", 1, 1))
     if jobs_per_gpu < 1:
         raise ValueError(f"jobs_per_gpu must be at least 1, not {jobs_per_gpu}")
     return jobs_per_gpu
 
 
+def _fallback() -> bool:
+    """``BEADSEG_GPU_FALLBACK=cpu``: train on the CPU when no GPU slot frees up in time."""
+    raw = os.environ.get("BEADSEG_GPU_FALLBACK", "").strip().lower()
+    if raw not in ("", "cpu", "none"):
+        raise DeviceError(f"BEADSEG_GPU_FALLBACK={raw!r}: use 'cpu' (train on the CPU when no GPU slot is free) "
+                          "or leave it unset (wait, then stop)")
+    return raw == "cpu"
+
+
 @contextlib.contextmanager
 def lease_device(wait_s: float | None = None, poll_s: float = 2.0, *,
-                 jobs_per_gpu: int | None = None) -> Iterator[DeviceLease]:
-    """Lease one GPU slot for the duration of the ``with`` block, or use MPS / the CPU.
+                 jobs_per_gpu: int | None = None, job_mb: float | None = None) -> Iterator[DeviceLease]:
+    """Lease GPU slots for the duration of the ``with`` block, or use MPS / the CPU.
 
-    Raises :class:`DeviceError` (one line, no traceback from the CLI) when the lock folder is unusable.
+    One slot, or under ``BEADSEG_JOBS_PER_GPU=auto`` as many as ``job_mb`` (the job's peak memory) needs.
+    Raises :class:`DeviceError` (one line, no traceback from the CLI) when the lock folder is unusable, or
+    when no slot frees up in time and ``BEADSEG_GPU_FALLBACK=cpu`` is not set.
     """
     _pin_device_order()
     choice = os.environ.get("BEADSEG_DEVICE", "").strip().lower()
@@ -408,15 +525,18 @@ def lease_device(wait_s: float | None = None, poll_s: float = 2.0, *,
         yield _unlocked_device(ids, fake, choice) if ids else _local_device(choice)
         return
     slots = _slots(jobs_per_gpu)
+    by_memory = jobs_per_gpu is None and auto_slots()
+    need = [slots_needed(job_mb, card_memory_mb(i), slots) if by_memory else 1 for i in range(len(ids))]
     wait = wait_s if wait_s is not None else float(_env_number("BEADSEG_GPU_WAIT", 600.0, 0.0, float))
-    held = _acquire(ids, slots, wait, poll_s, fcntl)
+    held = _acquire(ids, slots, need, wait, poll_s, _fallback(), fcntl)
     if held is None:
         yield _cpu()
         return
     try:
         yield _lease_for(held, fake, slots)
     finally:
-        _release(held.fd, fcntl)
+        for fd in held.fds:
+            _release(fd, fcntl)
 
 
 def set_threads(threads: int) -> None:

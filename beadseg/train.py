@@ -45,7 +45,7 @@ from beadseg.config import Config, TrainConfig
 from beadseg.cudagraph import GraphedStep, graph_problem
 from beadseg.data.prepare import load_split, load_tiles, manifest_entry, split_normalization
 from beadseg.data.provenance import check_split
-from beadseg.devices import DeviceLease, amp_dtype, lease_device, set_threads
+from beadseg.devices import DeviceLease, amp_dtype, auto_slots, lease_device, set_threads
 from beadseg.errors import TrainingError
 from beadseg.fsutil import json_safe, write_json, write_text
 from beadseg.losses import build_loss
@@ -234,6 +234,11 @@ def history_csv(rows: list[dict[str, Any]]) -> str:
 load_checkpoint = load_torch  # tests and older callers
 
 
+def peak_reserved_mb(device: torch.device) -> float | None:
+    """What PyTorch's allocator held at most on a CUDA device (what other jobs could not use), else None."""
+    return torch.cuda.max_memory_reserved(device) / 2**20 if device.type == "cuda" else None
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -243,6 +248,63 @@ def peak_memory_mb(device: torch.device) -> float:
         return float("nan")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS: bytes; Linux: KiB
+
+
+# --------------------------------------------------------------------------- GPU memory of a job
+
+#: Card memory a CUDA process holds beyond what PyTorch's allocator reserves (context, cudnn, cuBLAS).
+CUDA_CONTEXT_MB = 600.0
+
+
+def memory_signature(cfg: TrainConfig) -> str:
+    """What a run's GPU memory depends on; runs with the same signature have the same peak."""
+    keys = ("model", "depth", "base_channels", "norm", "groups", "batch_size", "tile_size", "extra_tile_sizes",
+            "amp", "channels_last", "cuda_graph")
+    values = {k: cfg.to_dict().get(k, getattr(cfg, k)) for k in keys}
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=list).encode()).hexdigest()[:12]
+
+
+def estimated_peak_mb(cfg: TrainConfig) -> float:
+    """A first guess at a run's peak GPU memory, from the tensors its forward pass saves for backward (counted
+    on the meta device: no memory, no compute) at the largest tile size, plus weights, gradients and Adam's two
+    moments, times 1.5 for workspaces and the allocator, plus :data:`CUDA_CONTEXT_MB`. fp32 sizes: an upper
+    bound under bf16 autocast."""
+    model = make_model(cfg).to("meta")
+    saved = 0
+
+    def count(t: torch.Tensor) -> torch.Tensor:
+        nonlocal saved
+        saved += t.numel() * t.element_size()
+        return t
+
+    size = max(cfg.tile_sizes)
+    with torch.autograd.graph.saved_tensors_hooks(count, lambda t: t):
+        model(torch.empty(cfg.batch_size, 1, size, size, device="meta"))
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return 1.5 * (saved + 4 * weights) / 2**20 + CUDA_CONTEXT_MB
+
+
+def measured_peak_mb(cfg: TrainConfig, root: Path) -> float | None:
+    """The largest peak a finished CUDA run with the same :func:`memory_signature` recorded (train.json's
+    peak_reserved_mb, plus :data:`CUDA_CONTEXT_MB`), or None."""
+    signature, peaks = memory_signature(cfg), []
+    for info_path in (root / paths.RUNS_DIR).glob("*/" + paths.train_info_file("x").name):
+        try:
+            info = json.loads(info_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if info.get("memory_signature") == signature and info.get("device") == "cuda" and info.get("peak_reserved_mb"):
+            peaks.append(float(info["peak_reserved_mb"]))
+    return max(peaks) + CUDA_CONTEXT_MB if peaks else None
+
+
+def job_memory_mb(cfg: TrainConfig, root: Path) -> tuple[float, str]:
+    """The GPU memory a run needs, for packing jobs on a card: measured by an earlier run of its shape, else
+    estimated (:func:`estimated_peak_mb`); and which of the two."""
+    measured = measured_peak_mb(cfg, root)
+    if measured is not None:
+        return measured, "measured"
+    return estimated_peak_mb(cfg), "estimated"
 
 
 # --------------------------------------------------------------------------- the run
@@ -702,7 +764,11 @@ def _train_run(config: Config, run_id: str, threads: int, root: Path, progress: 
     cfg = config.run(run_id)
     set_threads(threads)
     wall0 = time.perf_counter()
-    with lease_device() as lease:
+    job_mb, job_mb_source = job_memory_mb(cfg, root) if auto_slots() else (None, None)
+    with lease_device(job_mb=job_mb) as lease:
+        if progress and lease.slots > 1:
+            print(f"train[{run_id}]: {lease.slots} of {lease.slots_per_card} slots of the card for about "
+                  f"{job_mb:.0f} MB ({job_mb_source})", file=sys.stderr)
         if lease.is_cuda:
             torch.backends.cudnn.benchmark = True
             torch.cuda.reset_peak_memory_stats(lease.device)
@@ -738,6 +804,10 @@ def _train_run(config: Config, run_id: str, threads: int, root: Path, progress: 
             "cuda_graph": trainer.graph_status(),
             "wall_seconds": time.perf_counter() - wall0,
             "peak_memory_mb": peak_memory_mb(lease.device),
+            "peak_reserved_mb": peak_reserved_mb(lease.device),
+            "memory_signature": memory_signature(cfg),
+            "job_memory_mb": job_mb,
+            "gpu_slots": lease.slots or None,
             "normalization": trainer.normalization.to_dict(),
             "objects": trainer.objects,
             "beadseg_version": __version__,

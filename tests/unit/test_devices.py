@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
@@ -184,6 +185,7 @@ def test_jobs_seeing_the_same_card_by_uuid_lock_the_same_file(tmp_path, monkeypa
         assert (first.gpu_id, first.device) == (UUID_A, torch.device("cuda:0"))
         assert (second.gpu_id, second.device) == (UUID_B, torch.device("cuda:1"))
         _fake_cuda(monkeypatch, 1, UUID_B)  # another job, whose scheduler gave it only card B
+        monkeypatch.setenv("BEADSEG_GPU_FALLBACK", "cpu")
         with lease_device(wait_s=0) as third:
             assert third.device.type == "cpu"  # B is taken, although it is cuda:0 for this job
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"gpu-{UUID_A}.0.lock", f"gpu-{UUID_B}.0.lock"])
@@ -267,15 +269,21 @@ def one_card_two_slots(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-def test_one_card_holds_two_leases_and_a_third_falls_back(one_card_two_slots):
+def test_one_card_holds_two_leases_and_a_third_stops_or_falls_back_when_asked(one_card_two_slots, monkeypatch,
+                                                                               capsys):
     log: list[str] = []
     holders = [_Holder(log, "a"), _Holder(log, "b")]
     for holder in holders:
         holder.start()
         assert holder.got.wait(60)
     assert sorted((h.lease.gpu_id, h.lease.slot) for h in holders) == [(0, 0), (0, 1)]
+    with pytest.raises(DeviceError, match=r"no free slot on 1 GPU\(s\) x 2 slots after 0 s .* BEADSEG_GPU_FALLBACK=cpu"):
+        with lease_device(wait_s=0):
+            pass
+    monkeypatch.setenv("BEADSEG_GPU_FALLBACK", "cpu")
     with lease_device(wait_s=0) as third:
         assert third.gpu_id is None and third.device.type == "cpu"
+    assert "training on the CPU (BEADSEG_GPU_FALLBACK=cpu)" in capsys.readouterr().err
     for holder in holders:
         holder.release.set()
         holder.join(60)
@@ -355,3 +363,67 @@ def test_real_gpu_lease(monkeypatch, tmp_path):
     monkeypatch.setenv("BEADSEG_LOCK_DIR", str(tmp_path))
     with lease_device() as lease:
         assert lease.is_cuda and lease.gpu_id is not None
+
+
+# --- 7. packing jobs by memory (BEADSEG_JOBS_PER_GPU=auto) ---------------------------------------------
+
+
+@pytest.mark.parametrize(("job_mb", "card_mb", "slots", "jobs"), [
+    (1000, 81920, 1, 16),  # a demo job: one sixteenth of an 80 GB card (4608 MB) is plenty
+    (4608, 81920, 1, 16),  # exactly one slot
+    (4609, 81920, 2, 8),
+    (20000, 81920, 5, 3),  # 5 slots of 4608 MB
+    (200000, 81920, 16, 1),  # more than the card: the whole card (training will retry smaller on OOM)
+    (None, 24576, 1, 16),  # unknown: one slot
+])
+def test_slots_needed_known_answers(job_mb, card_mb, slots, jobs):
+    assert devices.slots_needed(job_mb, card_mb) == slots
+    assert devices.jobs_per_card(job_mb, card_mb) == jobs
+
+
+@pytest.fixture
+def auto_two_cards(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("BEADSEG_LOCK_DIR", str(tmp_path))
+    monkeypatch.setenv("BEADSEG_FAKE_GPUS", "2x16000")  # 16 slots of 900 MB each
+    monkeypatch.setenv("BEADSEG_JOBS_PER_GPU", "auto")
+    return tmp_path
+
+
+def test_auto_packs_jobs_by_memory_and_spreads_them_over_the_cards(auto_two_cards):
+    with contextlib.ExitStack() as stack:
+        big = stack.enter_context(lease_device(wait_s=0, job_mb=7000))  # 8 slots
+        small = [stack.enter_context(lease_device(wait_s=0, job_mb=500)) for _ in range(3)]
+        assert (big.slots, big.slots_per_card) == (8, 16)
+        assert [s.slots for s in small] == [1, 1, 1]
+        # the card with the most free slots first: the second card, until it is as full as the first
+        assert [s.gpu_id for s in small] == [1 - big.gpu_id] * 3
+        more = [stack.enter_context(lease_device(wait_s=0, job_mb=800)) for _ in range(21)]
+        on_card = {g: sum(x.slots for x in [big, *small, *more] if x.gpu_id == g) for g in (0, 1)}
+        assert on_card == {0: 16, 1: 16}  # every slot of both cards, none twice
+        with pytest.raises(DeviceError, match="no free slot on 2 GPU"), lease_device(wait_s=0, job_mb=100):
+            pass
+    with lease_device(wait_s=0, job_mb=15000) as whole:  # all released: a job of a whole card fits again
+        assert whole.slots == 16
+
+
+def test_a_job_too_big_for_the_free_slots_waits_in_one_line(auto_two_cards, monkeypatch, capsys):
+    monkeypatch.setenv("BEADSEG_FAKE_GPUS", "1x16000")
+    with lease_device(wait_s=0, job_mb=9000):  # 10 of 16 slots
+        with pytest.raises(DeviceError, match="no 10 free slots on one card"), lease_device(wait_s=0.05, poll_s=0.01,
+                                                                                           job_mb=9000):
+            pass
+        waiting = [line for line in capsys.readouterr().err.splitlines() if "waiting" in line]
+        assert len(waiting) == 1 and "no 10 free slots on one card" in waiting[0]
+        with lease_device(wait_s=0, job_mb=5000) as second:  # 6 slots still fit beside it
+            assert second.slots == 6
+
+
+def test_bad_fake_gpus_and_fallback_settings_are_clear_errors(monkeypatch, tmp_path):
+    monkeypatch.setenv("BEADSEG_LOCK_DIR", str(tmp_path))
+    monkeypatch.setenv("BEADSEG_FAKE_GPUS", "2xlots")
+    with pytest.raises(DeviceError, match="BEADSEG_FAKE_GPUS"), lease_device(wait_s=0):
+        pass
+    monkeypatch.setenv("BEADSEG_FAKE_GPUS", "1")
+    monkeypatch.setenv("BEADSEG_GPU_FALLBACK", "gpu")
+    with pytest.raises(DeviceError, match="BEADSEG_GPU_FALLBACK"), lease_device(wait_s=0):
+        pass

@@ -179,3 +179,24 @@ def test_graph_setting_off_the_gpu_trains_eagerly(tmp_path):
     info = train_run(cfg, "a", root=tmp_path, progress=False)
     assert info["cuda_graph"].startswith("eager: CUDA graphs need a CUDA device")
     assert Path(tmp_path / paths.model_file("a")).is_file()
+
+
+def test_packed_jobs_lease_slots_by_measured_else_estimated_memory(tmp_path, monkeypatch):
+    from beadseg.train import estimated_peak_mb, job_memory_mb, memory_signature
+
+    monkeypatch.setenv("BEADSEG_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setenv("BEADSEG_FAKE_GPUS", "1x8000")  # 16 slots of 450 MB
+    monkeypatch.setenv("BEADSEG_JOBS_PER_GPU", "auto")
+    cfg = make_tiny_project(tmp_path, tiny_params(max_epochs=1))
+    run = cfg.run("a")
+    estimate = estimated_peak_mb(run)
+    assert job_memory_mb(run, tmp_path) == (estimate, "estimated")
+    assert 600 < estimate < 700  # the CUDA context and a few MB for this tiny net
+    info = train_run(cfg, "a", root=tmp_path, progress=False)
+    assert (info["gpu_slots"], info["job_memory_mb"], info["memory_signature"]) == (2, estimate, memory_signature(run))
+    # a CUDA run of the same shape measured its peak: later jobs of that shape use it, other shapes do not
+    (tmp_path / paths.train_info_file("a")).write_text(json.dumps(
+        {**info, "device": "cuda", "peak_reserved_mb": 1500.0}))
+    assert job_memory_mb(run, tmp_path) == (2100.0, "measured")
+    other = validate(tiny_params(batch_size=8)).run("a")
+    assert job_memory_mb(other, tmp_path)[1] == "estimated"

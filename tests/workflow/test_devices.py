@@ -51,11 +51,14 @@ def test_two_concurrent_jobs_take_different_gpus(tmp_path):
     assert {gpu_first[0], gpu_second[0]} == {"0", "1"}
 
 
-def test_with_one_gpu_the_second_job_falls_back_to_cpu_when_not_waiting(tmp_path):
+def test_with_one_gpu_the_second_job_stops_in_one_line_or_falls_back_to_cpu_when_asked(tmp_path):
     env = _env(tmp_path, 1, 0)
     first = _start(env, 120)
     assert first.stdout.readline().split()[0] == "0"
-    second = _start(env, 0)
+    stopped = _start(env, 0, stderr=subprocess.PIPE)
+    out, err = stopped.communicate(timeout=60)
+    assert stopped.returncode != 0 and out == "" and "BEADSEG_GPU_FALLBACK=cpu" in err
+    second = _start({**env, "BEADSEG_GPU_FALLBACK": "cpu"}, 0)
     assert second.stdout.readline().split() == ["None", "cpu"]
     second.wait()
     first.kill()
@@ -101,7 +104,7 @@ def test_two_processes_share_one_card_with_two_slots(tmp_path):
     try:
         assert first.stdout.readline().split()[0] == "0"
         assert second.stdout.readline().split()[0] == "0"
-        third = _start(env, 0)
+        third = _start({**env, "BEADSEG_GPU_FALLBACK": "cpu"}, 0)
         assert third.stdout.readline().split() == ["None", "cpu"]
         third.wait()
     finally:
