@@ -36,6 +36,11 @@ def cmd_validate(args: argparse.Namespace) -> None:
         check_params_for_dvc(read_params(args.params), args.params)
     except BeadsegError as exc:
         print(f"warning: Snakemake runs it, but `dvc repro` would stop: {exc}", file=sys.stderr)
+    from beadseg.data.ingest import missing_data_line
+
+    missing = missing_data_line(cfg.data, args.params)
+    if missing is not None:  # the settings are valid, but neither engine can start on them yet
+        print(f"warning: {missing}", file=sys.stderr)
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
@@ -252,12 +257,28 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    from beadseg.data.ingest import add_folder
+    import yaml
 
+    from beadseg.config import validate
+    from beadseg.data.ingest import RAW_DIR, add_folder, set_data_lines
+    from beadseg.plan import write_params_text
+
+    folder = RAW_DIR / args.name
+    new_text = None
+    if args.set_params:  # checked before anything is copied: a params file that would not validate copies nothing
+        params = Path(args.params)
+        text = params.read_text(encoding="utf-8") if params.is_file() else ""
+        new_text = set_data_lines(text, f"{folder}/images", f"{folder}/masks")
+        validate(yaml.safe_load(new_text) or {}, source=f"{params} (with the imported data)")
     target = add_folder(Path(args.images), Path(args.masks), args.name, dvc=not args.no_dvc)
-    print(f"import: copied to {target}" + ("" if args.no_dvc else " and added to DVC (commit the .dvc file with git)")
-          + f". Point params.yaml at it:\n  data: {{source: folder, images: {target}/images, masks: {target}/masks}}",
-          file=sys.stderr)
+    done = f"import: copied to {target}" + ("" if args.no_dvc else " and added to DVC (commit the .dvc file with git)")
+    if new_text is not None:
+        write_params_text(args.params, new_text, "with the imported data")
+        print(f"{done}; {args.params} now reads it (data.source folder, data.images {folder}/images, data.masks "
+              f"{folder}/masks)", file=sys.stderr)
+        return
+    print(f"{done}. Point params.yaml at it (or import with --set-params):\n  data: {{source: folder, images: "
+          f"{folder}/images, masks: {folder}/masks}}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -379,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", required=True, help="folder of masks (same stems; may be the images folder)")
     p.add_argument("--name", required=True, help="name of the data set: it goes to data/raw/NAME")
     p.add_argument("--no-dvc", action="store_true", help="copy only (no `dvc add`)")
+    p.add_argument("--set-params", action="store_true", help="also set data.source folder, data.images and data.masks "
+                   "of --params to the copy (validated first, written atomically; other lines and comments kept)")
     from beadseg.sync import add_parser as add_sync_parser
 
     add_sync_parser(sub)

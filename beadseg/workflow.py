@@ -25,11 +25,11 @@ def validate_for_snakemake(config: Mapping[str, Any], configfiles: Sequence[str]
         on_disk = load_config("params.yaml")
     except BeadsegError as exc:
         raise WorkflowError(f"beadseg: {exc}") from None
-    if cfg.data.source == "folder":
-        for key, folder in (("data.images", cfg.data.images), ("data.masks", cfg.data.masks)):
-            if not Path(folder).is_dir():
-                raise WorkflowError(f"beadseg: {key} '{folder}' in {source} is not a folder: create it with your "
-                                    "TIFFs, or point params.yaml at the folder that holds them")
+    from beadseg.data.ingest import missing_data_line
+
+    missing = missing_data_line(cfg.data, source)
+    if missing is not None:
+        raise WorkflowError(f"beadseg: {missing}")
     if on_disk != cfg:
         raise WorkflowError(
             "beadseg: the config Snakemake sees differs from params.yaml (from --config or --configfile?); "

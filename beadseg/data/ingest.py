@@ -86,3 +86,59 @@ def untracked_warning(data: DataConfig, root: Path = Path(".")) -> str | None:
     return (f"{' and '.join(sorted(set(loose)))} {'is' if len(set(loose)) == 1 else 'are'} not stored by DVC "
             "(only hashed in dvc.lock): a colleague's `dvc pull` cannot get the images these models were trained "
             "on; bring them in with `beadseg import IMAGES --masks MASKS --name NAME`")
+
+
+def import_name(folder: str | Path) -> str | None:
+    """NAME when ``folder`` is ``data/raw/NAME/images`` or ``data/raw/NAME/masks`` (what ``beadseg import`` makes)."""
+    parts = Path(folder).parts
+    if len(parts) == 4 and parts[:2] == RAW_DIR.parts and parts[3] in ("images", "masks"):
+        return parts[2] if NAME_PATTERN.match(parts[2]) else None
+    return None
+
+
+def missing_data_line(data: DataConfig, source: str, root: Path = Path(".")) -> str | None:
+    """One line saying what to run when params.yaml reads a folder that is not there (None when the data is)."""
+    if data.source != "folder":
+        return None
+    for key, folder in (("data.images", data.images), ("data.masks", data.masks)):
+        path = root / folder
+        if path.is_dir():
+            continue
+        what = "does not exist" if not path.exists() else "is not a folder"
+        name = import_name(folder)
+        if name is not None:
+            return (f"{key} '{folder}' in {source} {what}: bring your TIFFs in with `beadseg import IMAGES_DIR --masks "
+                    f"MASKS_DIR --name {name}` (it makes data/raw/{name}/images and masks), or point {key} at the "
+                    "folder that holds them")
+        return (f"{key} '{folder}' in {source} {what}: point it at the folder that holds your TIFFs, or bring them in "
+                "with `beadseg import IMAGES_DIR --masks MASKS_DIR --name NAME --set-params`")
+    return None
+
+
+def set_data_lines(params_text: str, images: str, masks: str) -> str:
+    """params.yaml's text with ``data.source: folder`` and ``data.images`` / ``data.masks`` set, everything else
+    (other keys, comments) kept. The ``data:`` block must be a block mapping (``data:`` alone on its line)."""
+    lines = params_text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if re.match(r"data:\s*(#.*)?$", line.rstrip("\n"))), None)
+    if start is None:
+        if any(re.match(r"data:", line) for line in lines):
+            raise DataError("params.yaml's data: section is written inline ({...}): write it as a block, one key a "
+                            "line, so `--set-params` can set its images and masks")
+        prefix = "" if not params_text or params_text.endswith("\n") else "\n"
+        return f"{params_text}{prefix}data:\n  source: folder\n  images: {images}\n  masks: {masks}\n"
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].strip() and not lines[i][0].isspace()
+                and not lines[i].lstrip().startswith("#")), len(lines))
+    indent = next((re.match(r"\s+", lines[i]).group(0) for i in range(start + 1, end)  # type: ignore[union-attr]
+                   if lines[i].strip() and not lines[i].lstrip().startswith("#")), "  ")
+    wanted = {"source": "folder", "images": images, "masks": masks}
+    seen: set[str] = set()
+    for i in range(start + 1, end):
+        match = re.match(rf"{indent}(source|images|masks):(\s*)([^#\n]*?)(\s*#.*)?$", lines[i].rstrip("\n"))
+        if match is None:
+            continue
+        key = match.group(1)
+        comment = match.group(4) or ""
+        lines[i] = f"{indent}{key}: {wanted[key]}{comment}\n"
+        seen.add(key)
+    missing = [f"{indent}{k}: {v}\n" for k, v in wanted.items() if k not in seen]
+    return "".join(lines[:start + 1] + missing + lines[start + 1:])

@@ -47,5 +47,5 @@ def test_snakemake_stops_at_parse_time_when_the_folder_does_not_exist(tmp_path, 
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = wf.run(["snakemake", "-n", "--cores", "1"], root, check=False)
     assert out.returncode != 0
-    assert "data.images 'data/raw/images' in params.yaml is not a folder" in out.stdout + out.stderr
+    assert "data.images 'data/raw/images' in params.yaml does not exist: point it at" in out.stdout + out.stderr
 
