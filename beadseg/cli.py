@@ -325,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("plan", cmd_plan, "expand a grid file into the run table")
     p.add_argument("grid", help="grid YAML (see beadseg/plan.py or presets/*.grid.yaml)")
     p.add_argument("--write", action="store_true", help="replace the runs: block of --params in place")
-    p = add("search", lambda a: None, "successive halving over a grid, rung by rung (beadseg search run / status)")
+    p = add("search", lambda a: None, "search beyond a fixed grid: successive halving rung by rung, proposals from "
+            "the results so far (beadseg search run / propose / status)")
     search_sub = p.add_subparsers(dest="search_command", required=True, metavar="SEARCH_COMMAND")
     q = search_sub.add_parser("run", parents=[common], help="plan and run every rung (re-run the same command to resume)",
                               description="Expand SEARCH.yaml's grid into rung 0 (runs r0_*) at halving.min_epochs, run it, "
@@ -404,10 +405,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "of --params to the copy (validated first, written atomically; other lines and comments kept)")
     from beadseg.sync import add_parser as add_sync_parser
 
-    add_sync_parser(sub)
+    sync = add_sync_parser(sub)
+    sync.description = plain_text(sync.description or "")  # its docstring is reStructuredText
     listed["sync"] = "hand finished outputs from Snakemake to DVC or back, without re-running"
     parser.epilog = grouped_help(listed)
     return parser
+
+
+def plain_text(rst: str) -> str:
+    """Text with reStructuredText's inline literals (double backquotes) as a terminal shows code (single ones)."""
+    return rst.replace("``", "`")
 
 
 # The steps Snakemake rules and DVC stages call; every other subcommand is for people.

@@ -393,6 +393,16 @@ def _refuse_moved_settings(params: Mapping[str, Any], source: str) -> None:
                                       f"changing it re-evaluates runs without retraining them): move the value there")
 
 
+def default_title(data: DataConfig) -> str:
+    """REPORT.md's title when ``analysis.title`` is not set: named after the data the search ran on."""
+    if data.source == "synthetic":
+        difficulty = data.synthetic.difficulty
+        return "beadseg demo search" if difficulty == "demo" else f"beadseg search on {difficulty} synthetic beads"
+    images = Path(str(data.images))
+    name = images.parent.name if images.name == "images" and images.parent.name else images.name
+    return f"beadseg search on {name or images}"
+
+
 def validate(params: Mapping[str, Any], source: str = "params.yaml") -> Config:
     """Validate a params dict (as read by PyYAML, DVC or Snakemake) into a :class:`Config`.
 
@@ -440,7 +450,8 @@ def validate(params: Mapping[str, Any], source: str = "params.yaml") -> Config:
     runs = {run_id: TrainConfig.from_dict({**train_defaults_raw, **over}) for run_id, over in overrides.items()}
     _check_runs(runs, tiling, source)
 
-    analysis = AnalysisConfig(**{**_defaults(props["analysis"]), **params.get("analysis", {})})
+    analysis = AnalysisConfig(**{**_defaults(props["analysis"]), "title": default_title(data),
+                                 **params.get("analysis", {})})
     eval_raw = {**_defaults(props["evaluation"]), **params.get("evaluation", {})}
     auto_raw = {**_defaults(props["evaluation"]["properties"]["auto"]), **eval_raw.get("auto", {})}
     evaluation = EvaluationConfig(overlap=float(eval_raw["overlap"]), threshold=float(eval_raw["threshold"]),
