@@ -6,14 +6,15 @@ set -euo pipefail
 BIN="${VENV:-.venv}/bin"
 export PATH="$(cd "$BIN" && pwd):$PATH"
 python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('cuda', torch.cuda.device_count(), torch.cuda.get_device_name(0), 'bf16', torch.cuda.is_bf16_supported())"
-python -m pytest -q tests/unit/test_devices.py
+python -m pytest -q tests/unit/test_devices.py tests/unit/test_cudagraph.py
+root=$(pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python - "$work" <<'PY'
+python - "$work" "$root" <<'PY'
 import sys, yaml
 from pathlib import Path
-sys.path.insert(0, ".")
-from tests.tiny_project import make_tiny_project, tiny_params
+sys.path.insert(0, sys.argv[2])
+from tests.helpers.tiny import make_tiny_project, tiny_params
 root = Path(sys.argv[1])
 params = tiny_params(max_epochs=3, base_channels=16)
 params["runs"] = {"g1": {}, "g2": {"loss": "dice"}}
@@ -23,8 +24,8 @@ PY
 cd "$work"
 export BEADSEG_LOCK_DIR="$work/locks"
 echo "--- two training jobs at once (one card: one leases it, the other waits or falls back)"
-BEADSEG_GPU_WAIT=0 beadseg -q train --run g1 --threads 2 & p1=$!
-BEADSEG_GPU_WAIT=0 beadseg -q train --run g2 --threads 2 & p2=$!
+BEADSEG_GPU_WAIT=0 BEADSEG_GPU_FALLBACK=cpu beadseg -q train --run g1 --threads 2 & p1=$!
+BEADSEG_GPU_WAIT=0 BEADSEG_GPU_FALLBACK=cpu beadseg -q train --run g2 --threads 2 & p2=$!
 wait $p1 $p2
 echo "--- the same with two slots per card (BEADSEG_JOBS_PER_GPU=2): both on the card"
 rm -rf results/runs
