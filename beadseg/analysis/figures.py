@@ -1,6 +1,6 @@
-"""The eight analysis figures, one function each: they only draw. fig1-fig5 draw runs.csv / histories.csv
-(and fig1 the threshold baseline, results/summary/baseline.json); fig6 and fig7 draw the numbers
-``beadseg measure`` wrote to results/report/analysis_numbers.json (:mod:`beadseg.analysis.numbers`);
+"""The eight analysis figures, one function each: they only draw. fig1 and fig3-fig5 draw runs.csv / histories.csv
+(and fig1 the threshold baseline, results/summary/baseline.json); fig2 (matched effects), fig6 and fig7 draw
+the numbers ``beadseg measure`` wrote to results/report/analysis_numbers.json (:mod:`beadseg.analysis.numbers`);
 fig8 draws a halving search's ladder from that file (or, for a grid, each run's score against its
 optimizer steps). Nothing here is written for the report.
 
@@ -13,6 +13,7 @@ threshold baseline and the trivial "every pixel bead" score as reference lines.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from beadseg import paths  # noqa: E402
-from beadseg.analysis import FIGURES, stats  # noqa: E402
+from beadseg.analysis import FIGURES, effects, stats  # noqa: E402
 from beadseg.analysis.aggregate import load_runs  # noqa: E402
 from beadseg.analysis.inputs import baseline_jaccard, load_baseline  # noqa: E402
-from beadseg.analysis.numbers import CLASSES, VARIANT_LABELS, VARIANTS, load_numbers, number, per_size  # noqa: E402
+from beadseg.analysis.numbers import (  # noqa: E402
+    CLASSES,
+    VARIANT_LABELS,
+    VARIANTS,
+    effect_numbers,
+    load_numbers,
+    number,
+    per_size,
+)
 from beadseg.config import Config  # noqa: E402
 from beadseg.fsutil import atomic_path  # noqa: E402
 
@@ -153,44 +162,127 @@ def fig_top_configurations(runs: pd.DataFrame, cfg: Config, target: Path,
 # --------------------------------------------------------------------------- fig2
 
 
-def fig_hyperparameter_impact(runs: pd.DataFrame, cfg: Config, target: Path) -> Path:
-    """One panel per varied setting: mean ± std of best val Jaccard per value, best run per value starred
-    (results only)."""
+@dataclass(frozen=True)
+class ImpactRow:
+    """One drawn comparison of fig2: "label_b − label_a" over matched pairs of configurations."""
+
+    label: str
+    mean: float
+    low: float | None
+    high: float | None
+    n_pairs: int
+    diffs: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ImpactPanel:
+    """fig2's panel of one varied setting: the matched comparisons it draws, and what it only writes."""
+
+    setting: str
+    status: str
+    aliased_with: tuple[str, ...]
+    rows: tuple[ImpactRow, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def title(self) -> str:
+        if self.rows:
+            return self.setting
+        if self.aliased_with:
+            return f"{self.setting}: confounded with {', '.join(self.aliased_with)}"
+        return f"{self.setting} ({self.status})"
+
+
+def _signed(v: float) -> str:
+    return f"{v:+.3f}"
+
+
+def _not_drawn_note(setting: str, c: dict[str, Any]) -> str:
+    name = f"{c['label_b']} − {c['label_a']}"
+    if c["status"] == effects.ALIASED:
+        others = c["always_with"] or c["changes_with"]
+        joint = "; ".join(f"together with {j['with']}: {_signed(j['mean'])} ({j['n_pairs']} pair"
+                          f"{'s' if j['n_pairs'] != 1 else ''})" for j in c["joint"])
+        return (f"{name}: not separable from {', '.join(others)}" + (f"\n  ({joint})" if joint else ""))
+    return (f"{name}: no matched pair; additive model {_signed(c['additive'])}\n  (assumes effects add; not drawn)"
+            if c["additive"] is not None else f"{name}: no matched pair")
+
+
+def impact_panels(effect_numbers: dict[str, Any]) -> list[ImpactPanel]:
+    """What fig2 draws, per varied setting: its matched comparisons (rows) and notes for the rest."""
+    panels = []
+    for entry in effect_numbers.get("settings", []):
+        rows = tuple(ImpactRow(f"{c['label_b']} − {c['label_a']}", float(c["mean"]), c["ci_low"], c["ci_high"],
+                               int(c["n_pairs"]), tuple(float(p["diff"]) for p in c["pairs"]))
+                     for c in effects.matched_contrasts(entry))
+        notes = tuple(_not_drawn_note(entry["setting"], c) for c in entry["contrasts"]
+                      if c["status"] != effects.MATCHED)
+        panels.append(ImpactPanel(entry["setting"], entry["status"], tuple(entry["aliased_with"]), rows, notes))
+    return panels
+
+
+def _draw_matched(ax: plt.Axes, panel: ImpactPanel) -> None:
+    y = np.arange(len(panel.rows))[::-1]
+    for yi, row in zip(y, panel.rows):
+        ax.scatter(row.diffs, [yi] * len(row.diffs), s=18, color="0.55", zorder=2)
+        if row.low is not None and row.high is not None:
+            ax.errorbar([row.mean], [yi], xerr=[[row.mean - row.low], [row.high - row.mean]], fmt="none",
+                        ecolor="#1f77b4", capsize=4, lw=1.6, zorder=3)
+        ax.scatter([row.mean], [yi], marker="D", s=46, color="#1f77b4", zorder=4)
+    ax.axvline(0.0, color="0.3", lw=1, ls="--")
+    ax.set_yticks(y, [f"{r.label}\n(n={r.n_pairs} pair{'s' if r.n_pairs != 1 else ''})" for r in panel.rows],
+                  fontsize=8)
+    lim = max([0.01] + [abs(v) for r in panel.rows for v in (r.mean, r.low, r.high, *r.diffs) if v is not None])
+    ax.set_xlim(-1.15 * lim, 1.15 * lim)
+    ax.set_ylim(-0.7, len(panel.rows) - 0.3)
+    ax.set_xlabel("difference in best val Jaccard", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    if panel.notes:
+        ax.text(0.01, -0.32, "\n".join(panel.notes), transform=ax.transAxes, fontsize=7, va="top", color="#8c2d04")
+
+
+def _draw_not_separable(ax: plt.Axes, panel: ImpactPanel) -> None:
+    ax.add_patch(Rectangle((0, 0), 1, 1, transform=ax.transAxes, facecolor="none", edgecolor="0.6", hatch="//",
+                           lw=0))
+    head = ("NOT AN EFFECT: cannot be separated" if panel.status == effects.ALIASED else
+            "No matched pair: not measured")
+    ax.text(0.5, 0.5, head + "\n\n" + "\n".join(panel.notes), transform=ax.transAxes, ha="center", va="center",
+            fontsize=8, wrap=True, bbox={"facecolor": "white", "edgecolor": "#8c2d04"})
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def fig_hyperparameter_impact(runs: pd.DataFrame, effect_numbers: dict[str, Any], target: Path) -> Path:
+    """One panel per varied setting: its effect measured on matched configurations (equal in every other
+    setting, seeds averaged): each pair's difference (grey dots), their mean (diamond) and its interval where
+    there are at least 2 pairs. A setting the design cannot separate from another is a hatched panel naming
+    it, never an effect (results only; :mod:`beadseg.analysis.effects` measured it)."""
     everything, runs = runs, stats.valid_runs(runs)
     if runs.empty:
         return message_figure(everything, "Hyperparameter impact", target)
-    axes_names = stats.varied_axes(runs)
-    if not axes_names:
+    panels = impact_panels(effect_numbers)
+    if not panels:
         fig, ax = plt.subplots(figsize=(6.5, 3))
         n = len(runs)
         _message(ax, f"No training setting varies across the {n} run(s)" + (" (only the seed)" if n > 1 else "")
                  + ":\nthere is no hyperparameter impact to show.")
         ax.set_title("Hyperparameter impact")
         return save(fig, target)
-    ncols = min(3, len(axes_names))
-    nrows = math.ceil(len(axes_names) / ncols)
-    fig, axs = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows), squeeze=False)
-    for ax, axis in zip(axs.flat, axes_names):
-        g = stats.group_stats(runs, axis)
-        x = np.arange(len(g))
-        std = g["std"].fillna(0.0)
-        ax.bar(x, g["mean"], yerr=std, capsize=4, color="#1f77b4", alpha=0.75, label="mean ± std")
-        ax.scatter(x, g["best"], marker="*", s=160, color="#d62728", zorder=3, label="best run")
-        for xi, row in zip(x, g.itertuples()):
-            ax.text(xi, 0.02, f"n={row.n}", ha="center", va="bottom", fontsize=8, color="white", fontweight="bold")
-        ax.set_xticks(x, [stats.format_value(axis, v) for v in g[axis]], fontsize=9)
-        ax.set_xlabel(axis + (" (px)" if axis == "tile_size" else ""))
-        ax.set_ylabel("best val Jaccard (IoU)")
-        top = float(np.nanmax((g["mean"] + std).to_numpy().tolist() + g["best"].tolist()))
-        ax.set_ylim(0, min(1.12, top * 1.1 + 0.02))
-        ax.set_title(f"{axis}")
-        ax.grid(axis="y", alpha=0.3)
-    handles, labels = axs.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, bbox_to_anchor=(0.5, -0.04))
-    for ax in list(axs.flat)[len(axes_names):]:
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axs = plt.subplots(nrows, ncols, figsize=(4.9 * ncols, 4.3 * nrows), squeeze=False)
+    for ax, panel in zip(axs.flat, panels):
+        if panel.rows:
+            _draw_matched(ax, panel)
+        else:
+            _draw_not_separable(ax, panel)
+        ax.set_title(panel.title, fontsize=10)
+    for ax in list(axs.flat)[len(panels):]:
         ax.set_visible(False)
-    fig.suptitle("Hyperparameter impact: best val Jaccard per value of each varied setting "
-                 "(error bar: std, none when n = 1)", fontsize=11)
+    conf = float(effect_numbers.get("confidence", 0.95))
+    fig.suptitle("Hyperparameter impact on matched configurations (equal in every other setting, seeds averaged):"
+                 f"\nb − a per pair (grey), mean (diamond), {conf:.0%} t-interval where n ≥ 2; hatched: "
+                 "not separable from another setting", fontsize=10)
     note_left_out(fig, everything)
     fig.tight_layout()
     return save(fig, target)
@@ -547,7 +639,7 @@ def make_figures(cfg: Config, root: Path = Path(".")) -> list[Path]:
     out = root / paths.FIGURES_DIR
     return [
         fig_top_configurations(runs, cfg, out / FIGURES[0], baseline),
-        fig_hyperparameter_impact(runs, cfg, out / FIGURES[1]),
+        fig_hyperparameter_impact(runs, effect_numbers(numbers), out / FIGURES[1]),
         fig_learning_curves(runs, histories, out / FIGURES[2]),
         fig_loss_comparison(runs, out / FIGURES[3]),
         fig_convergence(runs, out / FIGURES[4]),

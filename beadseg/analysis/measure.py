@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from beadseg.analysis import stats
+from beadseg.analysis import effects, stats
 from beadseg.analysis.aggregate import load_runs
 from beadseg.analysis.gradients import curve_numbers, loss_curves, pixel_gradient_analysis
 from beadseg.analysis.ladder import ladder_numbers
@@ -98,7 +98,7 @@ def measure_numbers(cfg: Config, runs: pd.DataFrame, root: Path = Path(".")) -> 
     fig7["dice_boundary_gradient_ratio"] = dice_boundary_gradient_ratio(fig7["per_size"])
     fg = foreground_fraction(fig7)
     return {**loss_mathematics(best_train_config(runs, cfg), fg), "fig6_best_run": best_run_id(runs), "fig7": fig7,
-            "search": ladder_numbers(cfg, runs)}
+            "search": ladder_numbers(cfg, runs), "effects": effects.effects(runs, cfg.analysis.confidence)}
 
 
 def measure(cfg: Config, root: Path = Path(".")) -> Path:

@@ -13,7 +13,9 @@ gradient analysis of fig7 (validation tiles and the best model per tile size). K
   ``fig6_foreground_fraction_note`` (why it is not measured);
 * ``fig7``: the pixel and gradient analysis (:func:`beadseg.analysis.gradients.pixel_gradient_analysis`);
 * ``search``: a halving search's ladder per configuration and the compute it used against the full grid
-  (:func:`beadseg.analysis.ladder.ladder_numbers`; null for a plain grid).
+  (:func:`beadseg.analysis.ladder.ladder_numbers`; null for a plain grid);
+* ``effects``: each varied setting's effect on matched configurations, and which settings the design cannot
+  separate (:func:`beadseg.analysis.effects.effects`; fig2, the impact section and the recommendations).
 
 Missing numbers are JSON null; :func:`number` reads them back as NaN.
 """
@@ -51,6 +53,15 @@ def load_numbers(root: Path = Path(".")) -> dict[str, Any]:
         raise DataError(f"'{path}' not found: run `{COMMAND}` first (the loss mathematics and the pixel-gradient "
                         "analysis the figures and the report show)")
     return read_json_object(path, COMMAND)
+
+
+def effect_numbers(numbers: dict[str, Any]) -> dict[str, Any]:
+    """The ``effects`` entry; a DataError naming the command when the file predates it."""
+    found = numbers.get("effects")
+    if not isinstance(found, dict):
+        raise DataError(f"the analysis numbers file has no 'effects': run `{COMMAND}` again (the matched "
+                        "hyperparameter effects fig2 and the report show)")
+    return found
 
 
 def number(value: Any) -> float:

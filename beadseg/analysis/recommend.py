@@ -18,6 +18,12 @@ Rules (thresholds from the ``analysis`` section of params.yaml). Every rule but 
                      Jaccard -> gradient accumulation and progressive training (init_from) for the large tiles.
 * ``replicate_variance`` a configuration's std over seeds exceeds ``replicate_std_threshold`` -> more seeds;
   ``no_replicates``  no configuration was run with more than one seed -> add seeds before trusting a ranking.
+* ``confounded``    a setting always changed together with another (:mod:`beadseg.analysis.effects`), so
+                     their effects cannot be told apart -> run a configuration that differs in one of them only.
+
+The effects on matched configurations (the same numbers fig2 and the impact section show) also choose the
+second loss of the next grid: the loss that did best against the best run's loss in matched pairs, not the
+loss with the highest mean over whatever else varied with it.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from beadseg.analysis import stats
+from beadseg.analysis import effects, stats
 from beadseg.config import Config, validate
 from beadseg.plan import expand_grid
 from beadseg.quality import MIN_STEPS, TINY_LR
@@ -166,7 +172,16 @@ def rule_diverged(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
         {"lr_below": limit})
 
 
-def rule_resolution(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
+def _confound_note(eff: dict[str, Any] | None, setting: str) -> str:
+    """' (tile_size always changed together with batch_size here: ...)' when ``setting`` is aliased, else ''."""
+    entry = effects.setting(eff or {}, setting)
+    if entry is None or not entry["aliased_with"]:
+        return ""
+    return (f" In these runs {setting} always changed together with {', '.join(entry['aliased_with'])}, so the gap "
+            f"is not the {setting}'s alone.")
+
+
+def rule_resolution(runs: pd.DataFrame, cfg: Config, eff: dict[str, Any] | None = None) -> Recommendation | None:
     runs = stats.valid_runs(runs)
     sizes = sorted(int(s) for s in runs["tile_size"].unique())
     if len(sizes) < 2:
@@ -190,7 +205,7 @@ def rule_resolution(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
         "resolution", f"Help the {large} px runs: gradient accumulation and progressive training",
         f"Best {what}: {bl:.4f} at {large} px against {bs:.4f} at {small} px (gap {bs - bl:.4f} > margin "
         f"{cfg.analysis.resolution_margin}). Effective batch (tiles): {eff_large:g} at {large} px, {eff_small:g} at "
-        f"{small} px.{steps}",
+        f"{small} px.{steps}{_confound_note(eff, 'tile_size')}",
         f"Add {large} px runs with accumulation_steps {k} and a {large} px run initialised from the best {small} px "
         "model (init_from, progressive training).",
         {"accumulation_steps": k, "small": small, "large": large})
@@ -274,12 +289,48 @@ def rule_degenerate(runs: pd.DataFrame, cfg: Config) -> Recommendation | None:
         _sentence("; ".join(actions)), changes)
 
 
+def _other_value(entry: dict[str, Any], value: Any) -> Any:
+    """Another value of the setting ``entry`` (the first one that is not ``value``)."""
+    return next(v for v in entry["values"] if effects.value_key(v) != effects.value_key(value))
+
+
+def rule_confounded(runs: pd.DataFrame, cfg: Config, eff: dict[str, Any] | None = None) -> Recommendation | None:
+    """Settings that always changed together: name them, and the single run that would separate them."""
+    valid = stats.valid_runs(runs)
+    if valid.empty or eff is None:
+        return None
+    aliased = [e for e in eff["settings"] if e["aliased_with"]]
+    if not aliased:
+        return None
+    best = valid.iloc[0]
+    groups: list[tuple[str, ...]] = []
+    for e in aliased:
+        group = tuple(sorted([e["setting"], *e["aliased_with"]]))
+        if group not in groups:
+            groups.append(group)
+    ev = "; ".join(" and ".join(g) + " always changed together" for g in groups)
+    first = aliased[0]
+    change = _other_value(first, best[first["setting"]])
+    return Recommendation(
+        "confounded", "Separate the settings that always changed together",
+        f"{ev}, so no run pair shows what one of them does on its own (fig2 draws them hatched, not as effects).",
+        f"Run a configuration that differs from another in one of them only, e.g. the best run {best['run_id']} "
+        f"with {first['setting']} {stats.format_value(first['setting'], change)} and "
+        f"{', '.join(first['aliased_with'])} unchanged.",
+        {"aliased": [list(g) for g in groups]})
+
+
 RULES = (rule_degenerate, rule_overfitting, rule_epoch_cap, rule_lr, rule_diverged, rule_resolution,
-         rule_replicates)
+         rule_replicates, rule_confounded)
+NEEDS_EFFECTS = (rule_resolution, rule_confounded)
 
 
-def recommendations(runs: pd.DataFrame, cfg: Config) -> list[Recommendation]:
-    return [r for rule in RULES if (r := rule(runs, cfg)) is not None]
+def recommendations(runs: pd.DataFrame, cfg: Config, eff: dict[str, Any] | None = None) -> list[Recommendation]:
+    """Every rule that fires. ``eff``: the measured effects (analysis numbers, key ``effects``); computed from
+    ``runs`` by the same function when not given."""
+    eff = effects.effects(runs, cfg.analysis.confidence) if eff is None else eff
+    return [r for rule in RULES
+            if (r := (rule(runs, cfg, eff) if rule in NEEDS_EFFECTS else rule(runs, cfg))) is not None]
 
 
 def search_failed(runs: pd.DataFrame) -> bool:
@@ -299,14 +350,23 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _next_grid(runs: pd.DataFrame, best: pd.Series, by_rule: dict[str, Recommendation]) -> dict[str, list[Any]]:
+def second_loss(runs: pd.DataFrame, best: pd.Series, eff: dict[str, Any] | None) -> str | None:
+    """The loss to try beside the best run's: the one that did best against it in matched pairs; without a
+    matched comparison, the loss with the highest mean (mixed with the other settings: a guess)."""
+    entry = effects.setting(eff or {}, "loss")
+    matched = effects.best_other_value(entry, best["loss"]) if entry else None
+    if matched is not None:
+        return str(matched)
+    losses = [v for v in stats.loss_stats(stats.valid_runs(runs))["loss"] if v != best["loss"]]
+    return str(losses[0]) if losses else None
+
+
+def _next_grid(runs: pd.DataFrame, best: pd.Series, by_rule: dict[str, Recommendation],
+               eff: dict[str, Any] | None = None) -> dict[str, list[Any]]:
     """The axes of the next grid: every tile size, the best (and second) loss, the lrs and dropouts the rules ask."""
     grid: dict[str, list[Any]] = {"tile_size": sorted(int(s) for s in runs["tile_size"].unique())}
-    losses = stats.loss_stats(stats.valid_runs(runs))
-    loss_values = [str(best["loss"])]
-    if len(losses) > 1:
-        loss_values.append(str([v for v in losses["loss"] if v != best["loss"]][0]))
-    grid["loss"] = loss_values
+    second = second_loss(runs, best, eff)
+    grid["loss"] = [str(best["loss"])] + ([second] if second else [])
     lr_rec = by_rule.get("lr_edge") or by_rule.get("lr_single")
     lrs = list(lr_rec.changes["lr"]) if lr_rec else [float(best["lr"])]
     if "diverged" in by_rule:
@@ -386,16 +446,19 @@ def _add_resolution_runs(spec: dict[str, Any], best: pd.Series, res: Recommendat
         **base, "tile_size": large, "init_from": small_id}}
 
 
-def next_search(runs: pd.DataFrame, cfg: Config, recs: list[Recommendation]) -> dict[str, Any]:
-    """The proposed next grid (beadseg plan format): best result's settings, axes from the fired rules.
+def next_search(runs: pd.DataFrame, cfg: Config, recs: list[Recommendation],
+                eff: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The proposed next grid (beadseg plan format): best result's settings, axes from the fired rules and
+    the measured effects ``eff`` (computed from ``runs`` when not given).
 
     When no run is a result, :func:`failed_search_spec` proposes the fix of the failure instead.
     """
     if search_failed(runs):
         return failed_search_spec(runs, cfg, recs)
+    eff = effects.effects(runs, cfg.analysis.confidence) if eff is None else eff
     by_rule = {r.rule: r for r in recs}
     best = stats.valid_runs(runs).iloc[0]
-    grid = _next_grid(runs, best, by_rule)
+    grid = _next_grid(runs, best, by_rule, eff)
     fixed = _next_fixed(runs, cfg, best, grid, by_rule)
     rep = by_rule.get("replicate_variance") or by_rule.get("no_replicates")
     seeds = _trim(grid, list(rep.changes["seeds"]) if rep else None, float(best["lr"]))

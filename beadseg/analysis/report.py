@@ -5,12 +5,14 @@ which only formats numbers it reads:
 
 * runs.csv / histories.csv (statistics through :mod:`beadseg.analysis.stats`, recommendations through
   :mod:`beadseg.analysis.recommend`): :mod:`~beadseg.analysis.report_summary` (executive summary),
-  :mod:`~beadseg.analysis.report_runs` (top runs, impact, curves, convergence, statistics, recommendations),
+  :mod:`~beadseg.analysis.report_runs` (top runs, curves, convergence, statistics, recommendations),
   :mod:`~beadseg.analysis.report_loss`, :mod:`~beadseg.analysis.report_resolution`;
 * baseline.json and fingerprint.json: :mod:`~beadseg.analysis.sections` (failure, baseline, data);
 * data/split/split.json: :mod:`~beadseg.analysis.splits` (which images chose and which are held out);
 * results/report/analysis_numbers.json, which ``beadseg measure`` wrote from the validation data and the
-  models: :mod:`~beadseg.analysis.report_math` (loss mathematics) and the resolution section;
+  models: :mod:`~beadseg.analysis.report_math` (loss mathematics), the resolution section and
+  :mod:`~beadseg.analysis.report_impact` (hyperparameter effects on matched configurations, which the
+  recommendations use too);
 * ANALYSIS_COMPLETE.md: :mod:`~beadseg.analysis.report_complete`.
 
 The best run is chosen on val; its test scores are shown next to the val ones, never used to rank.
@@ -31,8 +33,9 @@ from beadseg import paths
 from beadseg.analysis import FIGURES, recommend, sections, splits
 from beadseg.analysis.aggregate import load_runs
 from beadseg.analysis.inputs import load_baseline, load_fingerprint
-from beadseg.analysis.numbers import load_numbers
+from beadseg.analysis.numbers import effect_numbers, load_numbers
 from beadseg.analysis.report_complete import complete_text
+from beadseg.analysis.report_impact import section_impact
 from beadseg.analysis.report_loss import section_loss_doc
 from beadseg.analysis.report_math import math_text, section_math
 from beadseg.analysis.report_resolution import resolution_section
@@ -40,7 +43,6 @@ from beadseg.analysis.report_runs import (
     fig1_caption,
     section_convergence,
     section_curves,
-    section_impact,
     section_recommendations,
     section_statistics,
     section_top,
@@ -67,7 +69,8 @@ def results_body(runs: pd.DataFrame, histories: pd.DataFrame, numbers: dict[str,
     """Every section about the runs that are results (each says which runs it left out)."""
     test = splits.has_test(runs, baseline)
     return (section_top(runs, cfg, baseline) + splits.split_scores_section(runs, cfg, test)
-            + splits.object_section(runs, mask_kind, test) + section_impact(runs) + section_curves(runs, histories)
+            + splits.object_section(runs, mask_kind, test) + section_impact(runs, effect_numbers(numbers))
+            + section_curves(runs, histories)
             + section_loss_doc(runs, cfg) + section_math(numbers) + section_convergence(runs, cfg)
             + section_search(numbers)
             + resolution_section(runs, numbers)
@@ -96,8 +99,8 @@ def write_report(cfg: Config, root: Path = Path(".")) -> Path:
     histories = pd.read_csv(root / paths.histories_table())
     numbers = load_numbers(root)
     baseline, fingerprint, manifest = load_baseline(root), load_fingerprint(root), splits.load_manifest(root)
-    recs = recommend.recommendations(runs, cfg)
-    spec = recommend.next_search(runs, cfg, recs)
+    recs = recommend.recommendations(runs, cfg, effect_numbers(numbers))
+    spec = recommend.next_search(runs, cfg, recs, effect_numbers(numbers))
     table = recommend.check_next_search(spec, root)
     rdir = root / paths.REPORT_DIR
     failed = recommend.search_failed(runs)

@@ -1,5 +1,5 @@
 """REPORT.md sections about the runs that are results, read off runs.csv / histories.csv (through
-:mod:`beadseg.analysis.stats`): the top runs and fig1, hyperparameter impact (fig2), learning curves (fig3),
+:mod:`beadseg.analysis.stats`): the top runs and fig1, learning curves (fig3),
 convergence and efficiency (fig5), the statistical summary with replicates, and the recommendations.
 """
 
@@ -56,25 +56,6 @@ def section_top(runs: pd.DataFrame, cfg: Config, baseline: dict[str, Any]) -> li
     return ([f"## Top {k} runs", ""] + sections.left_out_note(runs)
             + [markdown_table(top_table(valid, cfg), {"overfit_drop": pct, **SETTING_FORMATS}), "",
                figure(FIGURES[0], fig1_caption(runs, cfg, baseline))])
-
-
-def section_impact(runs: pd.DataFrame) -> list[str]:
-    """``## Hyperparameter impact``: per varied setting, the statistics of each value, and fig2."""
-    valid, L = stats.valid_runs(runs), ["## Hyperparameter impact", ""] + sections.left_out_note(runs)
-    axes = stats.varied_axes(valid)
-    if not axes:
-        return L + ["No training setting varies across the runs, so there is no hyperparameter impact to measure.",
-                    "", figure(FIGURES[1], "Placeholder panel: no training setting varies across the runs.")]
-    for axis in axes:
-        g = stats.group_stats(valid, axis)
-        g[axis] = [stats.format_value(axis, v) for v in g[axis]]
-        L += [f"**{axis}**", "", markdown_table(g[[axis, "n", "mean", "std", "best", "best_run"]]), ""]
-    spread = {a: stats.mean_spread(valid, a) for a in axes}
-    top_axis = max(axes, key=lambda a: spread[a])
-    return L + [figure(FIGURES[1], f"Mean ± std (bars) and best run (star) of best val Jaccard per value of each "
-                       f"varied setting ({', '.join(axes)}); settings that did not vary are not drawn. Data: the "
-                       f"largest spread of means is over {top_axis} ({fmt(spread[top_axis])}); the means mix "
-                       "different values of the other settings.")]
 
 
 def _val_loss_text(histories: pd.DataFrame, best: pd.Series) -> str:
