@@ -345,7 +345,7 @@ def build_samplers(cfg: TrainConfig, root: Path, device: torch.device) -> tuple[
     train = load_split("train", root)
     images = [image for image, _ in train.values()]
     masks = [mask for _, mask in train.values()]
-    nbytes = sum(im.size * 3 for im in images)  # float16 image + uint8 mask
+    nbytes = sum(im.size * 4 for im in images)  # float16 image + float16 mask
     data_device = device if _fits_on(device, nbytes) else torch.device("cpu")
     samplers: dict[int, Sampler] = {
         s: CropSampler(images, masks, s, cfg.foreground_oversample, data_device, seed=cfg.seed) for s in cfg.tile_sizes}
@@ -495,6 +495,9 @@ class Trainer:
     def _restore(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model_state"])
         self.optimizer.load_state_dict(ckpt["optimizer_state"])
+        for group in self.optimizer.param_groups:  # a graphed step reads its rate from a tensor on the device
+            if self.graph_problem is None:
+                group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=self.device)
         if self.plateau:
             self.plateau.load_state_dict(ckpt["plateau_state"])
         if self.scaler.is_enabled() and ckpt.get("scaler_state"):  # a state written without fp16 has none
