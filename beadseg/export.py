@@ -4,7 +4,8 @@ Two things are written, through a temporary folder renamed at the end (an interr
 
 * ``<run id>.torchscript.pt`` — one self-contained TorchScript file: a raw 2-D image ``(B, 1, H, W)`` in, bead
   probabilities ``(B, 1, H, W)`` out. It carries the model file's normalisation (the same per-image percentiles,
-  clipped to 0..1) and sigmoid, and the decision threshold, object method, tile size and run id as attributes
+  clipped to 0..1) and sigmoid, and the threshold and object method ``beadseg predict`` uses (the run's scoring
+  record from the evaluate step, else the model file's), the tile size and run id as attributes
   (``threshold``, ``low_pct``, ``high_pct``, ``objects``, ``tile_size``, ``size_multiple``, ``run_id``) and as
   ``beadseg.json`` among its extra files. H and W must be multiples of ``size_multiple``; larger images are cut
   into tiles by the caller (``beadseg predict`` does so).
@@ -263,8 +264,8 @@ def _readme(model: ModelFile, threshold: float, objects: str) -> str:
         "* input `raw`: one grayscale image; preprocessing scales the "
         f"{norm.low_pct:g}th..{norm.high_pct:g}th percentile of each image to 0..1 and clips.",
         "* output `probability`: per-pixel bead probability (sigmoid of the network's logits).",
-        f"* beads: pixels above {threshold:g}, split into objects by `{objects}` (beadseg's choice on the training "
-        "masks); beadseg predict does this for you and writes label images.",
+        f"* beads: pixels above {threshold:g}, split into objects by `{objects}` (as beadseg scored the run); "
+        "beadseg predict does this for you and writes label images.",
         f"* trained with beadseg {__version__}; best epoch {model.epoch}.", "",
         "## Validation", "",
         "beadseg scores every run on full validation images (which chose it) and test images (which chose "
@@ -347,7 +348,10 @@ def export_run(model_path: Path, out_dir: Path, *, image: Path | None = None, au
     if out_dir.exists():
         raise DataError(f"'{out_dir}' exists already: remove it or choose another --out (nothing was written)")
     model = load_model_file(Path(model_path))
-    threshold, objects, min_area = model.threshold, model.objects, 4
+    from beadseg.scoring import for_prediction
+
+    scored = for_prediction(model)  # what `beadseg predict` uses: the run's scoring record, else the model file's
+    threshold, objects, min_area = scored.threshold, scored.objects, scored.min_area
     image = Path(image) if image is not None else default_test_image(root)
     raw = test_input(model, image)
     side = raw.shape[0] if raw.shape[0] == raw.shape[1] else min(raw.shape)
@@ -356,6 +360,8 @@ def export_run(model_path: Path, out_dir: Path, *, image: Path | None = None, au
     standalone = standalone_module(model, traced, threshold, objects)
     record = {"run_id": model.run_id, "threshold": threshold, "objects": objects, "min_area": min_area,
               "tile_size": model.tile_size, "size_multiple": _size_multiple(model),
+              "seed_distance": scored.seed_distance, "postprocessing_from": scored.source,
+              "model_file_threshold": model.threshold,
               "normalization": model.normalization.to_dict(), "beadseg_version": __version__,
               "output": "bead probability (sigmoid), shape (B, 1, H, W)"}
 

@@ -17,6 +17,7 @@ import yaml
 from beadseg.checkpoint import load_model_file
 from beadseg.cli import main
 from beadseg.data import io
+from beadseg.evaluate import evaluate_run
 from beadseg.export import (
     TOLERANCE,
     beadseg_probabilities,
@@ -26,13 +27,14 @@ from beadseg.export import (
     standalone_module,
     trace_network,
 )
+from beadseg.scoring import for_prediction
 from beadseg.train import train_run
 from tests.helpers.tiny import make_tiny_project, tiny_params
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A tiny project with one trained run 'a' (tile 64, depth 3), exported to export/a."""
+    """A tiny project with one trained and evaluated run 'a' (tile 64, depth 3), exported to export/a."""
     root = tmp_path_factory.mktemp("export")
     params = tiny_params(max_epochs=2)
     cfg = make_tiny_project(root, params)
@@ -40,6 +42,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BEADSEG_DEVICE", "cpu")
         train_run(cfg, "a", threads=1, root=root, progress=False)
+        evaluate_run(cfg, "a", threads=1, root=root, progress=False)  # its scoring record: predict's defaults
         mp.chdir(root)
         assert main(["-q", "export", "--run", "a", "--author", "Test Author"]) == 0
         yield root
@@ -70,10 +73,12 @@ def test_torchscript_equals_beadseg_predict_on_the_test_input(project: Path, mon
 def test_torchscript_carries_the_model_files_normalisation_and_threshold(project: Path) -> None:
     model = load_model_file(project / "results" / "runs" / "a" / "model.pt")
     module, record = load_standalone(project / "export" / "a" / "a.torchscript.pt")
-    assert (module.threshold, module.low_pct, module.high_pct) == (model.threshold, model.normalization.low_pct,
-                                                                   model.normalization.high_pct)
-    assert (module.tile_size, module.size_multiple, module.run_id, module.objects) == (64, 4, "a", model.objects)
-    assert record["threshold"] == model.threshold and record["normalization"] == model.normalization.to_dict()
+    assert (module.low_pct, module.high_pct) == (model.normalization.low_pct, model.normalization.high_pct)
+    assert (module.tile_size, module.size_multiple, module.run_id) == (64, 4, "a")
+    scored = for_prediction(model)  # what `beadseg predict` uses by default
+    assert (module.threshold, module.objects, record["min_area"]) == (scored.threshold, scored.objects, scored.min_area)
+    assert record["model_file_threshold"] == model.threshold
+    assert record["normalization"] == model.normalization.to_dict()
     # any multiple of the pooling step and any batch: the same as beadseg's normalisation + network per image
     images = np.stack([io.read_image(p) for p in sorted((project / "data/raw/demo/images").glob("*.tif"))[:2]])
     crops = np.stack([img[:96, :120] for img in images])
@@ -103,7 +108,7 @@ def test_package_declares_the_same_processing_and_validates(project: Path) -> No
     assert (pre[0]["kwargs"]["min_percentile"], pre[0]["kwargs"]["max_percentile"]) == (
         model.normalization.low_pct, model.normalization.high_pct)
     assert rdf["outputs"][0]["postprocessing"] == [{"id": "sigmoid"}]
-    assert rdf["config"]["beadseg"]["threshold"] == model.threshold
+    assert rdf["config"]["beadseg"]["threshold"] == for_prediction(model).threshold
     assert rdf["authors"] == [{"name": "Test Author"}] and rdf["license"] == "CC-BY-4.0" and rdf["cite"]
     with zipfile.ZipFile(project / "export" / "a" / "a.bioimageio.zip") as zf:
         assert sorted(zf.namelist()) == sorted(p.name for p in package.iterdir())
