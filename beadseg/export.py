@@ -410,6 +410,7 @@ def export_run(model_path: Path, out_dir: Path, *, image: Path | None = None, au
                 pass
             else:
                 validated, text = validate_package(package / "rdf.yaml")
+                text = text.replace(str(tmp), str(out_dir))  # name the folder the user will find
                 if not validated:
                     raise DataError(f"exporting run '{model.run_id}': bioimageio.spec rejects the package "
                                     f"(nothing was written):\n{text}")
