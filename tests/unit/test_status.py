@@ -213,3 +213,23 @@ def test_cli_status_and_a_bad_watch_interval(tmp_path: Path, monkeypatch: pytest
     assert "1 runs: 1 waiting" in out and "leaderboard: no run scored yet" in out
     assert main(["status", "--watch", "0"]) == 2
     assert "--watch 0: give the seconds between refreshes" in capsys.readouterr().err
+
+
+def test_a_halving_search_shows_its_rungs_as_search_status_says_them(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from beadseg import search_driver
+    from tests.unit.test_search import HARD_PARAMS, HARD_SEARCH, FakeEngine
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "hard.search.yaml").write_text(HARD_SEARCH.read_text())
+    (tmp_path / "params.yaml").write_text(HARD_PARAMS.read_text())
+    monkeypatch.setattr(search_driver, "run_engine", FakeEngine(tmp_path))
+    cfg = search_driver.run_search("presets/hard.search.yaml", search_driver.Engine(cores="2"), tmp_path)
+    lines = status_lines(cfg, tmp_path, now=NOW)
+    rungs = search_driver.status_lines(cfg, tmp_path)
+    assert lines[-len(rungs):] == rungs  # `beadseg status` ends with `beadseg search status`'s lines
+    statuses = collect(cfg, tmp_path, now=NOW)
+    assert len(statuses) == 8 + 2 + 1 and {s.state for s in statuses} == {"done"}  # every rung's runs
+    assert {s.run_id[:3] for s in statuses} == {"r0_", "r1_", "r2_"}
+    assert "leaderboard (11 scored" in "\n".join(lines)
