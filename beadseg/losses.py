@@ -17,6 +17,13 @@ bce         bce_loss
 dice_bce    dice_weight * dice + (1 - dice_weight) * bce            (dice_weight 0.5)
 boundary    combined + boundary_bce_loss(width=boundary_width, weight=boundary_weight)
 ==========  ======================================================================
+
+Target terms (:data:`TARGET_TERMS`, :func:`build_target_loss`): a network with more outputs than the bead
+mask (``train.target``) is trained on ``loss(mask logits, mask) + weight * term(other logits, other targets)``:
+
+=============  ==================================================================
+mask_distance  distance_bce_loss: binary cross-entropy against the normalised distance (soft targets)
+=============  ==================================================================
 """
 
 from __future__ import annotations
@@ -39,11 +46,14 @@ LossFn = Callable[[Tensor, Tensor], Tensor]
 __all__ = [
     "LOSSES",
     "LOSS_PARAMS",
+    "TARGET_TERMS",
     "bce_loss",
     "boundary_bce_loss",
     "boundary_combined_loss",
     "boundary_weight_map",
     "build_loss",
+    "build_target_loss",
+    "distance_bce_loss",
     "combined_loss",
     "dice_bce_loss",
     "focal_loss",
@@ -306,4 +316,31 @@ def build_loss(name: str, **params: Any) -> LossFn:
     }
     loss = functools.partial(fn, **kwargs)
     functools.update_wrapper(loss, fn)  # keep __name__/__doc__ for logging
+    return loss
+
+
+def distance_bce_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """Mean binary cross-entropy of ``sigmoid(logits)`` against a soft target in [0, 1] (a normalised distance
+    map): minimal where the predicted value equals the target, bounded for any logit."""
+    x, y = logits.float(), target.float()
+    return F.binary_cross_entropy_with_logits(x, y)
+
+
+#: target -> the loss of its extra output channels (channel 0, the mask, always takes the run's loss).
+TARGET_TERMS: dict[str, LossFn] = {"mask_distance": distance_bce_loss}
+
+
+def build_target_loss(target: str, mask_loss: LossFn, weight: float = 1.0) -> LossFn:
+    """The loss of a network trained for ``target``: ``mask_loss`` on channel 0 plus ``weight`` times the target's
+    term (:data:`TARGET_TERMS`) on the remaining channels; ``mask`` is ``mask_loss`` itself."""
+    if target == "mask":
+        return mask_loss
+    if target not in TARGET_TERMS:
+        raise ConfigError(f"unknown target {target!r}: valid targets are mask, {', '.join(sorted(TARGET_TERMS))}")
+    term = TARGET_TERMS[target]
+    w = _real("distance_weight", weight)
+
+    def loss(logits: Tensor, target_maps: Tensor) -> Tensor:
+        return mask_loss(logits[:, :1], target_maps[:, :1]) + w * term(logits[:, 1:], target_maps[:, 1:])
+
     return loss

@@ -1,0 +1,90 @@
+"""The touching-border target and the instances cut along it, on label images with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from beadseg.targets import channels, instance_distance, instances_from_distance, touching_border
+
+
+def _two_touching() -> np.ndarray:
+    """Two 6x6 beads side by side (columns 2-7 and 8-13) and one isolated bead."""
+    lab = np.zeros((12, 24), np.int32)
+    lab[3:9, 2:8] = 1
+    lab[3:9, 8:14] = 2
+    lab[3:9, 17:22] = 3
+    return lab
+
+
+def test_touching_border_is_the_band_where_two_beads_meet_and_nothing_else() -> None:
+    lab = _two_touching()
+    border = touching_border(lab)
+    expected = np.zeros_like(border)
+    expected[3:9, 7:9] = True  # column 7 of bead 1 and column 8 of bead 2
+    np.testing.assert_array_equal(border, expected)
+    assert not border[lab == 3].any()  # an isolated bead has no touching border
+    wide = touching_border(lab, width=2)
+    assert wide[3:9, 6:10].all() and wide.sum() == 4 * 6
+
+
+def test_touching_border_of_a_binary_mask_is_empty() -> None:
+    assert not touching_border((_two_touching() > 0).astype(np.uint8)).any()
+
+
+def test_instance_distance_peaks_at_one_in_each_bead_and_falls_where_beads_touch() -> None:
+    lab = _two_touching()
+    dist = instance_distance(lab)
+    assert dist[lab == 0].max() == 0
+    for i in (1, 2, 3):
+        assert dist[lab == i].max() == pytest.approx(1.0) and dist[lab == i].min() > 0
+    assert dist[5, 7] < dist[5, 5] and dist[5, 8] < dist[5, 10]  # low on both sides of the shared outline
+    binary = instance_distance((lab > 0).astype(np.int32))
+    assert binary[5, 7] > dist[5, 7]  # a 0/1 mask would make the touching pair one bead, its peak at the seam
+
+
+def test_instances_are_cut_at_the_valley_of_the_predicted_distance() -> None:
+    from scipy import ndimage
+
+    lab = _two_touching()
+    mask_prob = ndimage.gaussian_filter((lab > 0).astype(np.float32), 1.0)  # the seam blurred shut
+    distance = ndimage.gaussian_filter(instance_distance(lab), 0.7)
+    got = instances_from_distance(mask_prob, distance, threshold=0.5, min_area=1)
+    assert got.max() == 3
+    for i in (1, 2, 3):  # each true bead is mostly one predicted object
+        ids, counts = np.unique(got[lab == i], return_counts=True)
+        assert counts.max() >= 0.8 * (lab == i).sum() and ids[np.argmax(counts)] > 0
+    assert instances_from_distance(mask_prob, np.zeros_like(distance), min_area=1).max() == 2  # no cores: merged
+
+
+def test_a_bead_without_a_core_stays_one_object_and_small_ones_go() -> None:
+    mask_prob = np.zeros((8, 8), np.float32)
+    mask_prob[2:4, 2:4] = 0.9
+    assert instances_from_distance(mask_prob, np.zeros_like(mask_prob), min_area=1).max() == 1
+    assert instances_from_distance(mask_prob, np.zeros_like(mask_prob), min_area=5).max() == 0
+
+
+def test_channels_and_bad_input() -> None:
+    assert channels("mask") == 1 and channels("mask_distance") == 2
+    with pytest.raises(ValueError, match="unknown target"):
+        channels("boundary")
+    with pytest.raises(ValueError, match="one shape"):
+        instances_from_distance(np.zeros((4, 4)), np.zeros((4, 5)))
+
+
+def test_the_target_loss_adds_the_distance_term_on_the_second_channel_only() -> None:
+    import torch
+
+    from beadseg.losses import build_loss, build_target_loss, distance_bce_loss
+
+    mask_loss = build_loss("dice")
+    logits = torch.tensor([[[[2.0, -1.0]], [[0.5, -3.0]]]])  # (1, 2, 1, 2): mask and distance logits
+    target = torch.tensor([[[[1.0, 0.0]], [[0.7, 0.0]]]])
+    combined = build_target_loss("mask_distance", mask_loss, weight=2.0)(logits, target)
+    expected = mask_loss(logits[:, :1], target[:, :1]) + 2.0 * distance_bce_loss(logits[:, 1:], target[:, 1:])
+    assert float(combined) == pytest.approx(float(expected))
+    assert build_target_loss("mask", mask_loss) is mask_loss
+    # the distance term is smallest where the prediction equals the soft target
+    y = torch.full((1, 1, 1, 1), 0.7)
+    best = distance_bce_loss(torch.logit(y), y)
+    assert all(float(distance_bce_loss(torch.logit(y) + d, y)) > float(best) for d in (-0.5, 0.5))
