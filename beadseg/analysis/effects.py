@@ -71,6 +71,16 @@ def setting_values(column: pd.Series) -> list[Any]:
     return ([None] if column.isna().any() else []) + present
 
 
+def value_labels(setting: str, values: list[Any]) -> list[str]:
+    """How each value is written: as everywhere in the report, or with 3 significant digits when that
+    would write two values the same (a TPE search's learning rates)."""
+    labels = [stats.format_value(setting, v) for v in values]
+    if len(set(labels)) == len(labels):
+        return labels
+    return [f"{float(v):.3g}" if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+            else stats.format_value(setting, v) for v in values]
+
+
 def _keys(configs: pd.DataFrame, settings: list[str]) -> list[tuple[str, ...]]:
     return [tuple(value_key(v) for v in row) for row in configs[settings].itertuples(index=False)]
 
@@ -163,15 +173,18 @@ def _joint(configs: pd.DataFrame, settings: list[str], setting: str, a: Any, b: 
 
 
 def contrast(configs: pd.DataFrame, settings: list[str], x: np.ndarray, beta: np.ndarray,
-             columns: dict[tuple[str, str], int], setting: str, a: Any, b: Any, confidence: float) -> dict[str, Any]:
-    """Everything the design says about "``setting`` at b minus at a"."""
+             columns: dict[tuple[str, str], int], setting: str, a: Any, b: Any, confidence: float,
+             labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """Everything the design says about "``setting`` at b minus at a" (``labels``: value key -> spelling)."""
+    labels = labels or {}
     c = _contrast(columns, x.shape[1], setting, a, b)
     can = estimable(x, c)
     pairs = _pairs(configs, settings, setting, a, b)
     always, ever = changes_with(configs, settings, setting, a, b)
     status = MATCHED if pairs else (UNMATCHED if can else ALIASED)
     out: dict[str, Any] = {
-        "a": a, "b": b, "label_a": stats.format_value(setting, a), "label_b": stats.format_value(setting, b),
+        "a": a, "b": b, "label_a": labels.get(value_key(a), stats.format_value(setting, a)),
+        "label_b": labels.get(value_key(b), stats.format_value(setting, b)),
         "status": status, "estimable": can, "additive": float(c @ beta) if can else None,
         "always_with": always, "changes_with": ever, "pairs": pairs,
         **(_interval([p["diff"] for p in pairs], confidence) if pairs else
@@ -205,10 +218,12 @@ def effects(runs: pd.DataFrame, confidence: float = 0.95, score: str = stats.SCO
     out = []
     for s in settings:
         values = setting_values(configs[s])
-        cs = [contrast(configs, settings, x, beta, columns, s, a, b, confidence)
+        labels = value_labels(s, values)
+        by_key = {value_key(v): label for v, label in zip(values, labels)}
+        cs = [contrast(configs, settings, x, beta, columns, s, a, b, confidence, by_key)
               for a, b in itertools.combinations(values, 2)]
         always = sorted({w for c in cs if c["status"] == ALIASED for w in c["always_with"]}, key=settings.index)
-        out.append({"setting": s, "values": values, "labels": [stats.format_value(s, v) for v in values],
+        out.append({"setting": s, "values": values, "labels": labels,
                     "status": setting_status(cs), "aliased_with": always, "contrasts": cs})
     return {**base, "settings": out, "parameters": int(x.shape[1]), "rank": rank,
             "residual_df": int(len(configs) - rank)}

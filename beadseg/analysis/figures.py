@@ -162,6 +162,9 @@ def fig_top_configurations(runs: pd.DataFrame, cfg: Config, target: Path,
 # --------------------------------------------------------------------------- fig2
 
 
+MAX_IMPACT_ROWS, MAX_IMPACT_NOTES = 10, 4  # per fig2 panel (a TPE search has many values per setting)
+
+
 @dataclass(frozen=True)
 class ImpactRow:
     """One drawn comparison of fig2: "label_b − label_a" over matched pairs of configurations."""
@@ -215,9 +218,14 @@ def impact_panels(effect_numbers: dict[str, Any]) -> list[ImpactPanel]:
         rows = tuple(ImpactRow(f"{c['label_b']} − {c['label_a']}", float(c["mean"]), c["ci_low"], c["ci_high"],
                                int(c["n_pairs"]), tuple(float(p["diff"]) for p in c["pairs"]))
                      for c in effects.matched_contrasts(entry))
-        notes = tuple(_not_drawn_note(entry["setting"], c) for c in entry["contrasts"]
-                      if c["status"] != effects.MATCHED)
-        panels.append(ImpactPanel(entry["setting"], entry["status"], tuple(entry["aliased_with"]), rows, notes))
+        notes = [_not_drawn_note(entry["setting"], c) for c in entry["contrasts"] if c["status"] != effects.MATCHED]
+        if len(rows) > MAX_IMPACT_ROWS:
+            notes.insert(0, f"{len(rows) - MAX_IMPACT_ROWS} more matched comparison(s), fewer pairs: see REPORT.md")
+            rows = tuple(sorted(rows, key=lambda r: -r.n_pairs)[:MAX_IMPACT_ROWS])
+        if len(notes) > MAX_IMPACT_NOTES:
+            notes = notes[:MAX_IMPACT_NOTES] + [f"... and {len(notes) - MAX_IMPACT_NOTES} more (REPORT.md)"]
+        panels.append(ImpactPanel(entry["setting"], entry["status"], tuple(entry["aliased_with"]), rows,
+                                  tuple(notes)))
     return panels
 
 
@@ -232,13 +240,15 @@ def _draw_matched(ax: plt.Axes, panel: ImpactPanel) -> None:
     ax.axvline(0.0, color="0.3", lw=1, ls="--")
     ax.set_yticks(y, [f"{r.label}\n(n={r.n_pairs} pair{'s' if r.n_pairs != 1 else ''})" for r in panel.rows],
                   fontsize=8)
-    lim = max([0.01] + [abs(v) for r in panel.rows for v in (r.mean, r.low, r.high, *r.diffs) if v is not None])
+    lim = min(1.0, max([0.01] + [abs(v) for r in panel.rows for v in (r.mean, r.low, r.high, *r.diffs)
+                                 if v is not None]))  # a Jaccard difference lies in [-1, 1]
     ax.set_xlim(-1.15 * lim, 1.15 * lim)
     ax.set_ylim(-0.7, len(panel.rows) - 0.3)
     ax.set_xlabel("difference in best val Jaccard", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     if panel.notes:
-        ax.text(0.01, -0.32, "\n".join(panel.notes), transform=ax.transAxes, fontsize=7, va="top", color="#8c2d04")
+        ax.annotate("\n".join(panel.notes), xy=(0, 0), xycoords="axes fraction", xytext=(0, -30),
+                    textcoords="offset points", fontsize=7, va="top", color="#8c2d04")
 
 
 def _draw_not_separable(ax: plt.Axes, panel: ImpactPanel) -> None:
@@ -250,6 +260,13 @@ def _draw_not_separable(ax: plt.Axes, panel: ImpactPanel) -> None:
             fontsize=8, wrap=True, bbox={"facecolor": "white", "edgecolor": "#8c2d04"})
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def panel_height(row: list[ImpactPanel]) -> float:
+    """Inches for one row of fig2's panels: room for the most comparisons and note lines in it."""
+    drawn = max(len(p.rows) for p in row)
+    notes = max(sum(n.count("\n") + 1 for n in p.notes) if p.rows else 0 for p in row)
+    return max(3.0, 1.3 + 0.5 * drawn) + 0.16 * notes
 
 
 def fig_hyperparameter_impact(runs: pd.DataFrame, effect_numbers: dict[str, Any], target: Path) -> Path:
@@ -270,7 +287,9 @@ def fig_hyperparameter_impact(runs: pd.DataFrame, effect_numbers: dict[str, Any]
         return save(fig, target)
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
-    fig, axs = plt.subplots(nrows, ncols, figsize=(4.9 * ncols, 4.3 * nrows), squeeze=False)
+    heights = [panel_height(panels[r * ncols:(r + 1) * ncols]) for r in range(nrows)]
+    fig, axs = plt.subplots(nrows, ncols, figsize=(4.9 * ncols, sum(heights) + 0.8), squeeze=False,
+                            gridspec_kw={"height_ratios": heights})
     for ax, panel in zip(axs.flat, panels):
         if panel.rows:
             _draw_matched(ax, panel)

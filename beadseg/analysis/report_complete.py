@@ -9,8 +9,8 @@ import pandas as pd
 
 from beadseg import paths
 from beadseg.analysis import FIGURES, recommend, sections, splits, stats
-from beadseg.analysis.numbers import per_size
-from beadseg.analysis.report_loss import loss_table
+from beadseg.analysis.numbers import effect_numbers, per_size
+from beadseg.analysis.report_impact import findings_line
 from beadseg.analysis.report_math import fig7_sentence
 from beadseg.analysis.report_summary import caveats
 from beadseg.analysis.text import fmt
@@ -33,9 +33,7 @@ def key_findings(runs: pd.DataFrame, numbers: dict[str, Any], baseline: dict[str
     L.append(f"- Best run {best['run_id']} (chosen on val): best val Jaccard {fmt(best['best_val_jaccard'])} (epoch "
              f"{int(best['best_epoch'])}), full-image val {fmt(best.get('full_val_jaccard'))} vs threshold baseline "
              f"({baseline.get('method')}) {fmt(baseline.get('full_val_jaccard'))}{on_test}.")
-    lt = loss_table(runs)
-    L.append("- Per loss (mean best val Jaccard, n): "
-             + ", ".join(f"{r.loss} {fmt(r.mean)} (n={r.n})" for r in lt.itertuples()))
+    L.append(f"- {findings_line(effect_numbers(numbers))}")
     ts = stats.tile_size_stats(valid)
     L.append("- Per tile size (best full-image Jaccard): "
              + ", ".join(f"{r.tile_size} px {fmt(r.best_full)}" for r in ts.itertuples()))

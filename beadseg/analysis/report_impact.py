@@ -15,6 +15,8 @@ from beadseg.analysis import FIGURES, effects, sections
 from beadseg.analysis.text import figure
 
 MAX_PAIRS_NAMED = 3
+MAX_TABLE_ROWS = 12  # per setting, matched comparisons in the table (most pairs first)
+MAX_LISTED = 4  # per setting, bullets of comparisons that are not drawn (a TPE search has many values)
 
 
 def _signed(v: Any) -> str:
@@ -26,7 +28,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def _runs(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else f"{names[0]} (+{len(names) - 1} seeds)"
+    return names[0] if len(names) == 1 else f"{names[0]} (+{_plural(len(names) - 1, 'seed')})"
 
 
 def _pairs_text(pairs: list[dict[str, Any]]) -> str:
@@ -45,11 +47,19 @@ def matched_table(eff: dict[str, Any]) -> list[str]:
     conf = float(eff.get("confidence", 0.95))
     lines = [f"| setting | comparison (b − a) | matched pairs | mean difference | {conf:.0%} CI | pairs (b vs a) |",
              "|---|---|---|---|---|---|"]
+    more = []
     for entry in eff["settings"]:
-        for c in effects.matched_contrasts(entry):
+        matched = effects.matched_contrasts(entry)
+        shown = matched if len(matched) <= MAX_TABLE_ROWS else \
+            sorted(matched, key=lambda c: -c["n_pairs"])[:MAX_TABLE_ROWS]
+        for c in shown:
             lines.append(f"| {entry['setting']} | {c['label_b']} − {c['label_a']} | {c['n_pairs']} | "
                          f"{_signed(c['mean'])} | {_interval(c)} | {_pairs_text(c['pairs'])} |")
-    return lines + [""]
+        if len(matched) > len(shown):
+            more.append(f"{entry['setting']}: {len(matched) - len(shown)} more")
+    note = [f"Matched comparisons not in the table (fewest pairs; all in analysis_numbers.json, key effects): "
+            f"{'; '.join(more)}.", ""] if more else []
+    return lines + [""] + note
 
 
 def aliased_lines(entry: dict[str, Any], seen: set[frozenset[str]] | None = None) -> list[str]:
@@ -78,6 +88,14 @@ def aliased_lines(entry: dict[str, Any], seen: set[frozenset[str]] | None = None
                 f"{entry['setting']} from that of {others_text} (neither is drawn as an effect).")
         out.append(text + (f" Together: {joint}; which of them did it, these runs cannot tell." if joint else ""))
     return out
+
+
+def capped(entry: dict[str, Any], lines: list[str]) -> list[str]:
+    """At most MAX_LISTED bullets of one setting, then how many more (all are in analysis_numbers.json)."""
+    if len(lines) <= MAX_LISTED:
+        return lines
+    return lines[:MAX_LISTED] + [f"- **{entry['setting']}**: {len(lines) - MAX_LISTED} more comparison(s) not drawn "
+                                 "(every one is in analysis_numbers.json, key effects)."]
 
 
 def unmatched_lines(entry: dict[str, Any]) -> list[str]:
@@ -109,12 +127,11 @@ def design_lines(eff: dict[str, Any]) -> list[str]:
 
 
 def single_pair_note(eff: dict[str, Any]) -> list[str]:
-    ones = [f"{e['setting']} {c['label_b']} − {c['label_a']}" for e in eff["settings"]
-            for c in effects.matched_contrasts(e) if c["n_pairs"] == 1]
+    ones = sum(c["n_pairs"] == 1 for e in eff["settings"] for c in effects.matched_contrasts(e))
     if not ones:
         return []
-    return [f"Comparisons resting on one pair ({', '.join(ones)}) have no interval: one pair is one configuration "
-            "against another, and seed-to-seed noise (see Replicates) can be as large as the difference.", ""]
+    return [f"{_plural(ones, 'comparison')} rest on one pair (CI n/a): one configuration against another, and "
+            "seed-to-seed noise (see Replicates) can be as large as the difference.", ""]
 
 
 def caption(eff: dict[str, Any]) -> str:
@@ -150,8 +167,24 @@ def section_impact(runs: pd.DataFrame, eff: dict[str, Any]) -> list[str]:
     else:
         L += ["**No setting can be measured:** no two configurations differ in one setting only.", ""]
     seen: set[frozenset[str]] = set()
-    rest = [line for e in eff["settings"] for line in aliased_lines(e, seen) + unmatched_lines(e)]
+    rest = [line for e in eff["settings"] for line in capped(e, aliased_lines(e, seen) + unmatched_lines(e))]
     if rest:
         L += ["What these runs cannot tell:", "", *rest, ""]
     return L + design_lines(eff) + [figure(FIGURES[1], caption(eff))]
 
+
+
+def findings_line(eff: dict[str, Any]) -> str:
+    """ANALYSIS_COMPLETE.md's one line on the effects: the matched ones, and what cannot be separated."""
+    matched = [f"{e['setting']} {c['label_b']} − {c['label_a']} {_signed(c['mean'])} ({_plural(c['n_pairs'], 'pair')})"
+               for e in eff.get("settings", []) for c in effects.matched_contrasts(e)]
+    text = ("Effects on matched configurations (equal in every other setting): " + "; ".join(matched) if matched else
+            "No setting was varied alone (no matched pair), so no effect of a setting is measured")
+    seen: list[frozenset[str]] = []
+    for e in eff.get("settings", []):
+        group = frozenset([e["setting"], *e["aliased_with"]])
+        if e["aliased_with"] and group not in seen:
+            seen.append(group)
+    if seen:
+        text += "; not separable (always changed together): " + ", ".join(" & ".join(sorted(g)) for g in seen)
+    return text + "."

@@ -55,7 +55,8 @@ def test_lines(testable: list[dict[str, Any]], cfg: Config) -> list[str]:
     return lines + ["", (
         f"{len(sig)} of {len(testable)} pair(s) differ at p < {level:.2f}. "
         "The groups also differ in their other settings (learning rate, tile size ...), so even a small p "
-        "compares mixtures of configurations, not the losses alone." if sig else
+        "compares mixtures of configurations, not the losses alone: the loss's own effect is the matched "
+        "comparison under Hyperparameter impact." if sig else
         f"No pair differs at p < {level:.2f}: the data do not separate the loss types. "
         "Where the smallest possible p exceeds that level, the groups are too small for the test to ever "
         "reject.")]
@@ -95,4 +96,7 @@ def section_loss_doc(runs: pd.DataFrame, cfg: Config) -> list[str]:
            f"n ≥ 2). Data: highest mean {lt['loss'].iloc[0]} ({fmt(lt['mean'].iloc[0])}, n={lt['n'].iloc[0]})"
            + ("; with n = 1 in some group this ordering is not evidence." if (lt["n"] < 2).any() or len(lt) < 2 else
               "; see the tests above for whether the difference is more than noise."))
-    return ["## Loss comparison", ""] + sections.left_out_note(runs) + lines + ["", figure(FIGURES[3], cap)]
+    note = ["Each loss's numbers below pool its runs over whatever else varied with it (learning rate, tile size "
+            "...); the loss's own effect, on runs equal in every other setting, is under "
+            "[Hyperparameter impact](#hyperparameter-impact).", ""]
+    return ["## Loss comparison", ""] + sections.left_out_note(runs) + note + lines + ["", figure(FIGURES[3], cap)]

@@ -199,3 +199,17 @@ def test_recommendations_use_the_matched_estimates():
     assert recommend.second_loss(runs, runs.iloc[0], eff) == "dice"
     flipped = runs.assign(best_val_jaccard=runs["best_val_jaccard"].where(runs["loss"] != "focal", 0.895))
     assert recommend.second_loss(flipped, flipped.iloc[0], effects.effects(flipped)) == "focal"
+
+
+def test_a_search_with_many_values_stays_readable():
+    # a TPE-like search: 12 learning rates that one significant digit would write alike, random other settings
+    lrs = [1e-4 * 1.2 ** i for i in range(12)]
+    rows = [{"run_id": f"tpe_{i}", "lr": lrs[i % 12], "dropout": (0.0, 0.1, 0.2)[i % 3], "loss": ("dice", "focal")[i % 2],
+             "best_val_jaccard": 0.5 + 0.01 * ((7 * i) % 11)} for i in range(36)]
+    eff = effects.effects(_runs(rows))
+    lr = effects.setting(eff, "lr")
+    assert len(set(lr["labels"])) == 12 and len(lr["contrasts"]) == 66
+    for panel in impact_panels(eff):
+        assert len(panel.rows) <= 10 and len(panel.notes) <= 5
+    text = section_impact(_runs(rows), eff)
+    assert sum(line.startswith("- **lr**") for line in text) <= 5
