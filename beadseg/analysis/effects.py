@@ -17,7 +17,9 @@ used the combined loss, "combined" looks worse than it is. This module compares 
    A difference that is estimable but has no matched pair is **unmatched**: the additive model gives a
    number that holds only if the settings' effects add up, and it is reported as that, not drawn.
 
-Settings that never vary are left out. :func:`effects` returns plain JSON-ready data, which
+Settings that never vary are left out; so are a halving search's run mechanics (:data:`MECHANICS`:
+``init_from``, ``epoch_offset``, ``schedule_epochs``), on which runs are still matched, so a continued rung
+is only compared with runs continued the same way. :func:`effects` returns plain JSON-ready data, which
 ``beadseg measure`` writes into the analysis numbers file (key ``effects``); fig2, REPORT.md's
 hyperparameter impact section and the recommendations read it from there.
 """
@@ -32,7 +34,11 @@ import numpy as np
 import pandas as pd
 
 from beadseg.analysis import stats
+from beadseg.search import SEARCH_KEYS
 
+# How a run was made, not what was searched (a halving rung's start model and place in the schedule): runs
+# are matched on them, and they are model terms, but no effect of theirs is estimated or drawn.
+MECHANICS: tuple[str, ...] = SEARCH_KEYS
 MATCHED, UNMATCHED, ALIASED = "matched", "unmatched", "aliased"
 
 
@@ -205,13 +211,15 @@ def effects(runs: pd.DataFrame, confidence: float = 0.95, score: str = stats.SCO
     """The matched effect of every varied setting over the results of ``runs`` (JSON-ready: see the module)."""
     valid = stats.valid_runs(runs)
     left_out = [f"{r.run_id} ({r.status})" for r in stats.invalid_runs(runs).itertuples()]
-    settings = stats.varied_axes(valid)
-    configs = configurations(valid, settings, score)
+    axes = stats.varied_axes(valid)
+    settings = [a for a in axes if a not in MECHANICS]
+    configs = configurations(valid, axes, score)
     base: dict[str, Any] = {"score": score, "confidence": confidence, "n_results": int(len(valid)),
-                            "n_configurations": int(len(configs)), "left_out": left_out, "settings": []}
+                            "n_configurations": int(len(configs)), "left_out": left_out, "settings": [],
+                            "mechanics": [a for a in axes if a in MECHANICS]}
     if not settings:
         return {**base, "parameters": 1, "rank": int(len(configs) > 0), "residual_df": max(0, len(configs) - 1)}
-    x, columns = design_matrix(configs, settings)
+    x, columns = design_matrix(configs, axes)
     y = configs["score"].to_numpy(float)
     beta = np.linalg.lstsq(x, y, rcond=None)[0]
     rank = int(np.linalg.matrix_rank(x))
@@ -220,9 +228,9 @@ def effects(runs: pd.DataFrame, confidence: float = 0.95, score: str = stats.SCO
         values = setting_values(configs[s])
         labels = value_labels(s, values)
         by_key = {value_key(v): label for v, label in zip(values, labels)}
-        cs = [contrast(configs, settings, x, beta, columns, s, a, b, confidence, by_key)
+        cs = [contrast(configs, axes, x, beta, columns, s, a, b, confidence, by_key)
               for a, b in itertools.combinations(values, 2)]
-        always = sorted({w for c in cs if c["status"] == ALIASED for w in c["always_with"]}, key=settings.index)
+        always = sorted({w for c in cs if c["status"] == ALIASED for w in c["always_with"]}, key=axes.index)
         out.append({"setting": s, "values": values, "labels": labels,
                     "status": setting_status(cs), "aliased_with": always, "contrasts": cs})
     return {**base, "settings": out, "parameters": int(x.shape[1]), "rank": rank,

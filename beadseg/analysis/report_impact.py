@@ -123,6 +123,9 @@ def design_lines(eff: dict[str, Any]) -> list[str]:
         text += "; no configuration is left over to check that the effects add up."
     else:
         text += f"; {df} configuration(s) beyond that."
+    if eff.get("mechanics"):
+        text += (f" Runs are also matched on {', '.join(eff['mechanics'])} (how a halving rung continued a run), "
+                 "whose effects are not estimated.")
     return [text, ""]
 
 

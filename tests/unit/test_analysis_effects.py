@@ -213,3 +213,18 @@ def test_a_search_with_many_values_stays_readable():
         assert len(panel.rows) <= 10 and len(panel.notes) <= 5
     text = section_impact(_runs(rows), eff)
     assert sum(line.startswith("- **lr**") for line in text) <= 5
+
+
+def test_halving_rungs_are_matched_on_how_they_continued_but_not_estimated():
+    # rung 0: both losses at 4 epochs; rung 1: only combined continued (init_from its rung-0 run) to 8 epochs
+    rows = [{"run_id": "r0_c", "loss": "combined", "max_epochs": 4, "best_val_jaccard": 0.60},
+            {"run_id": "r0_d", "loss": "dice", "max_epochs": 4, "best_val_jaccard": 0.55},
+            {"run_id": "r1_c", "loss": "combined", "max_epochs": 8, "init_from": "r0_c", "epoch_offset": 4,
+             "best_val_jaccard": 0.70}]
+    eff = effects.effects(_runs(rows))
+    assert [s["setting"] for s in eff["settings"]] == ["loss", "max_epochs"]
+    assert eff["mechanics"] == ["init_from", "epoch_offset"]
+    (c,) = effects.setting(eff, "loss")["contrasts"]
+    assert c["n_pairs"] == 1 and c["mean"] == pytest.approx(-0.05)  # rung 0 only: same budget, same start
+    budget = effects.setting(eff, "max_epochs")
+    assert budget["status"] == effects.ALIASED and budget["aliased_with"] == ["init_from", "epoch_offset"]
