@@ -29,29 +29,83 @@ from beadseg.data.tiling import pad_to_min
 MAX_FOREGROUND_POINTS = 20_000  # per image: enough to centre crops on beads without holding every pixel
 
 
-def split_pairs(pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(n, 2, S, S) image/mask pairs -> images (n, 1, S, S) and masks (n, 1, S, S) (views)."""
-    return pairs[:, :1], pairs[:, 1:]
+# The square's symmetries as (transpose, vertical flip, horizontal flip), applied in that order: flips alone
+# make 4 of them, quarter turns alone 4 (rot90 by k = 1, 2, 3: transpose + vflip, vflip + hflip, transpose +
+# hflip), both together all 8. A crop draws one of the allowed ones uniformly.
+SYMMETRIES = {
+    (True, False): ((0, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 1)),
+    (False, True): ((0, 0, 0), (1, 1, 0), (0, 1, 1), (1, 0, 1)),
+    (True, True): tuple((t, v, h) for t in (0, 1) for v in (0, 1) for h in (0, 1)),
+}
+
+
+def symmetry_table(flips: bool, rot90: bool, device: torch.device) -> torch.Tensor | None:
+    """(K, 3) int64 table of the symmetries a run draws from (None: no flips, no rotations)."""
+    if not (flips or rot90):
+        return None
+    return torch.tensor(SYMMETRIES[flips, rot90], dtype=torch.int64, device=device)
+
+
+def window_index(start: torch.Tensor, width: torch.Tensor, tile: int, symmetry: torch.Tensor | None,
+                 rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """(n, tile, tile) flat indices of n crops (top-left pixel ``start``, image row length ``width``), each
+    transformed by its symmetry (n, 3: transpose, vertical flip, horizontal flip, in that order) folded into
+    the index arithmetic: output pixel (r, c) reads source row r1, column c1 (r1 = t-1-r when flipped
+    vertically, c1 likewise) or, transposed, row c1, column r1. One full-size op, however many symmetries."""
+    n = start.shape[0]
+    if symmetry is None:
+        return (start.view(n, 1, 1) + width.view(n, 1, 1) * rows) + cols
+    transpose, flip_v, flip_h = symmetry.unbind(1)
+    sign_v, shift_v = 1 - 2 * flip_v, flip_v * (tile - 1)  # r1 = sign_v * r + shift_v
+    sign_h, shift_h = 1 - 2 * flip_h, flip_h * (tile - 1)  # c1 = sign_h * c + shift_h
+    step_r = torch.where(transpose > 0, sign_v, sign_v * width)
+    step_c = torch.where(transpose > 0, sign_h * width, sign_h)
+    base = start + torch.where(transpose > 0, shift_h * width + shift_v, shift_v * width + shift_h)
+    return (base.view(n, 1, 1) + step_r.view(n, 1, 1) * rows) + step_c.view(n, 1, 1) * cols
+
+
+def apply_symmetry(x: torch.Tensor, symmetry: torch.Tensor) -> torch.Tensor:
+    """Transform each (.., S, S) sample of ``x`` by its symmetry (n, 3): the reference the gathered crops of
+    :func:`window_index` equal (tests), with static shapes."""
+    out = x
+    for axis, op in enumerate((lambda a: a.transpose(-2, -1), lambda a: a.flip(-2), lambda a: a.flip(-1))):
+        pick = (symmetry[:, axis] > 0).view(-1, *([1] * (x.dim() - 1)))
+        out = torch.where(pick, op(out), out)
+    return out
+
+
+def _draw_symmetry(n: int, u: torch.Tensor, table: torch.Tensor | None) -> torch.Tensor | None:
+    """Row of ``table`` for each of the n uniform numbers ``u`` (None without a table)."""
+    if table is None:
+        return None
+    return table[(u * len(table)).long().clamp_max(len(table) - 1)]
 
 
 class TileSampler:
-    """Uniform draws with replacement from stored tiles (N, 1, S, S), kept as (N, 2, S, S) float16
-    image/mask pairs so one gather draws both."""
+    """Uniform draws with replacement from stored tiles (N, 1, S, S), gathered like crops (whole tiles)."""
 
     def __init__(self, images: torch.Tensor, masks: torch.Tensor) -> None:
-        self.pairs = torch.cat((images.to(torch.float16), masks.to(torch.float16)), 1)
-        self.device = self.pairs.device
+        self.size = int(images.shape[-1])
+        self.device = images.device
+        self.flat_images = images.to(torch.float16).reshape(-1)
+        self.flat_masks = (masks > 0).to(torch.uint8).reshape(-1)
+        steps = torch.arange(self.size, device=self.device)
+        self.rows, self.cols = steps.view(1, -1, 1), steps.view(1, 1, -1)
+        self._count = int(images.shape[0])
 
     def __len__(self) -> int:
-        return int(self.pairs.shape[0])
+        return self._count
 
-    def draw_pairs(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """``n`` tiles as (n, 2, S, S) float16 image/mask pairs, on the sampler's device."""
-        idx = torch.randint(0, len(self), (n,), generator=generator, device=self.device)
-        return self.pairs.index_select(0, idx)
-
-    def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        return split_pairs(self.draw_pairs(n, generator))
+    def draw(self, n: int, generator: torch.Generator,
+             symmetries: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` tiles as (n, 1, S, S) float16 images and uint8 masks on the sampler's device, each under a
+        symmetry drawn from the table ``symmetries`` (:func:`symmetry_table`) when given."""
+        u = torch.rand(2, n, generator=generator, dtype=torch.float64, device=self.device)
+        which = (u[0] * len(self)).long().clamp_max(len(self) - 1)
+        width = torch.full((n,), self.size, dtype=torch.int64, device=self.device)
+        index = window_index(which * (self.size * self.size), width, self.size, _draw_symmetry(n, u[1], symmetries),
+                             self.rows, self.cols)
+        return (torch.take(self.flat_images, index).unsqueeze(1), torch.take(self.flat_masks, index).unsqueeze(1))
 
 
 def foreground_points(mask: np.ndarray, limit: int, seed: int) -> np.ndarray:
@@ -96,9 +150,9 @@ class CropSampler:
     """Random crops of one tile size from full images, a fraction centred on beads.
 
     Every draw is the same few dozen tensor ops on the device the images live on, whatever the batch: the
-    images and masks are kept as one flat buffer of (image, mask) pixel pairs, a crop is gathered by
-    computed indices, and the random numbers come from ``generator``, which must live on the same device.
-    Nothing is read back to the host, so on a GPU a draw never waits for the card."""
+    images and masks are kept as flat buffers, a crop is gathered by computed indices (its flip / rotation
+    folded into them, :func:`window_index`), and the random numbers come from ``generator``, which must
+    live on the same device. Nothing is read back to the host, so on a GPU a draw never waits for the card."""
 
     def __init__(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], tile: int,
                  foreground_oversample: float, device: torch.device, seed: int = 0) -> None:
@@ -107,14 +161,14 @@ class CropSampler:
         self.tile = tile
         self.device = torch.device(device)
         self.foreground_oversample = float(foreground_oversample)
-        pixels, all_points, table = [], [], []
+        flat_images, flat_masks, all_points, table = [], [], [], []
         pixels_so_far = points_so_far = 0
         for i, (image, mask) in enumerate(zip(images, masks)):
             if image.shape[0] < tile or image.shape[1] < tile:
                 image, _ = pad_to_min(np.asarray(image, np.float32), tile, mode="reflect")
                 mask, _ = pad_to_min(np.asarray(mask), tile, mode="reflect")
-            pair = np.stack((np.asarray(image, np.float16).ravel(), (np.asarray(mask) > 0).ravel().astype(np.float16)), 1)
-            pixels.append(pair)
+            flat_images.append(np.asarray(image, np.float16).ravel())
+            flat_masks.append((np.asarray(mask) > 0).ravel().astype(np.uint8))
             points = foreground_points(mask, MAX_FOREGROUND_POINTS, seed + i)
             all_points.append(points)
             # per image: first pixel, bead points (first, count), height, width
@@ -122,7 +176,8 @@ class CropSampler:
             pixels_so_far += image.shape[0] * image.shape[1]
             points_so_far += len(points)
         all_points.append(np.zeros((1, 2), np.int64))  # a harmless row to index when an image has no bead
-        self.pixels = torch.from_numpy(np.concatenate(pixels)).to(self.device)  # (P, 2) image, mask
+        self.flat_images = torch.from_numpy(np.concatenate(flat_images)).to(self.device)
+        self.flat_masks = torch.from_numpy(np.concatenate(flat_masks)).to(self.device)
         self.points = torch.from_numpy(np.concatenate(all_points).astype(np.int64)).to(self.device)
         self.table = torch.tensor(table, dtype=torch.int64, device=self.device)
         areas = np.array([h * w for *_, h, w in table], np.float64)
@@ -135,23 +190,21 @@ class CropSampler:
     def __len__(self) -> int:
         return int(self.table.shape[0])
 
-    def draw_pairs(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """``n`` crops as (n, 2, tile, tile) float16 image/mask pairs, on the sampler's device."""
-        u = torch.rand(5, n, generator=generator, dtype=torch.float64, device=self.device)
-        u_image, u_point, u_centre, _, _ = u.unbind(0)
+    def draw(self, n: int, generator: torch.Generator,
+             symmetries: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` crops as (n, 1, tile, tile) float16 images and uint8 masks (0/1) on the sampler's device, each
+        under a symmetry drawn from the table ``symmetries`` (:func:`symmetry_table`) when given."""
+        u = torch.rand(6, n, generator=generator, dtype=torch.float64, device=self.device)
+        u_image, u_point, u_centre, _, _, u_symmetry = u.unbind(0)
         info = self.table[torch.searchsorted(self.cumulative, u_image, right=True)]
         first_pixel, first_point, count, _, width = info.unbind(1)
         # a uniform bead pixel of the chosen image (any valid row when it has none: then it is not used)
         centres = self.points[first_point + torch.minimum((u_point * count).long(), count - 1)]
         use_centre = (u_centre < self.foreground_oversample) & (count > 0)
-        top, left = crop_origins(info[:, 3:], self.tile, centres, use_centre, u[3:].t()).unbind(1)
-        start = (top * width + left + first_pixel).view(n, 1, 1)
-        index = start + width.view(n, 1, 1) * self.rows + self.cols  # (n, tile, tile)
-        return self.pixels[index].permute(0, 3, 1, 2)
-
-    def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` crops as (n, 1, tile, tile) float16 images and masks (0/1), on the sampler's device."""
-        return split_pairs(self.draw_pairs(n, generator))
+        top, left = crop_origins(info[:, 3:], self.tile, centres, use_centre, u[3:5].t()).unbind(1)
+        index = window_index(top * width + left + first_pixel, width, self.tile,
+                             _draw_symmetry(n, u_symmetry, symmetries), self.rows, self.cols)
+        return torch.take(self.flat_images, index).unsqueeze(1), torch.take(self.flat_masks, index).unsqueeze(1)
 
 
 def choose_size(sizes: Sequence[int], rng: random.Random) -> int:

@@ -52,7 +52,7 @@ from beadseg.losses import build_loss
 from beadseg.metrics import dice_from_counts, jaccard_from_counts
 from beadseg.profiling import note_host_read
 from beadseg.runlock import run_lock
-from beadseg.sampling import CropSampler, Sampler, TileSampler, choose_size
+from beadseg.sampling import CropSampler, Sampler, TileSampler, apply_symmetry, choose_size, symmetry_table
 
 CHECKPOINT_VERSION = 1
 # train_jaccard: pixel Jaccard of the training batches as trained (augmented crops, dropout on, threshold 0.5),
@@ -102,54 +102,32 @@ def lr_factor(epoch: int, cfg: TrainConfig) -> float:
     return 1.0
 
 
-# The square's symmetries as (transpose, vertical flip, horizontal flip), applied in that order: flips alone
-# make 4 of them, quarter turns alone 4 (rot90 by k = 1, 2, 3: transpose + vflip, vflip + hflip, transpose +
-# hflip), both together all 8. A sample draws one of the allowed ones uniformly.
-SYMMETRIES = {
-    (True, False): ((0, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 1)),
-    (False, True): ((0, 0, 0), (1, 1, 0), (0, 1, 1), (1, 0, 1)),
-    (True, True): tuple((t, v, h) for t in (0, 1) for v in (0, 1) for h in (0, 1)),
-}
-_symmetry_tables: dict[tuple[bool, bool, torch.device], torch.Tensor] = {}
-
-
-def _symmetry_table(flips: bool, rot90: bool, device: torch.device) -> torch.Tensor:
-    key = (flips, rot90, device)
-    if key not in _symmetry_tables:
-        _symmetry_tables[key] = torch.tensor(SYMMETRIES[flips, rot90], dtype=torch.bool, device=device)
-    return _symmetry_tables[key]
-
-
-def augment_pairs(pairs: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(n, 2, S, S) float image/mask pairs -> augmented images and masks (n, 1, S, S): per-sample flips,
-    90-degree rotations (moving image and mask together) and intensity / gamma jitter of the image (seeded).
-
-    Static shapes and no host reads: every sample goes through the same ops, a per-sample random choice
-    selecting with ``torch.where``; the random numbers come from ``generator``, which must live on the
-    pairs' device (nothing is moved from the CPU per batch)."""
-    n = pairs.shape[0]
-    u = torch.rand(4, n, 1, 1, 1, generator=generator, device=pairs.device)
-    u_symmetry, u_gamma, u_scale, u_offset = u.unbind(0)
-    if cfg.augment_flips or cfg.augment_rot90:
-        if pairs.shape[-1] != pairs.shape[-2]:
-            raise ValueError(f"augment: crops must be square to rotate them, not {tuple(pairs.shape[-2:])}")
-        table = _symmetry_table(cfg.augment_flips, cfg.augment_rot90, pairs.device)
-        transpose, flip_v, flip_h = table[(u_symmetry * len(table)).long()].unbind(-1)
-        pairs = torch.where(transpose, pairs.transpose(-2, -1), pairs)
-        pairs = torch.where(flip_v, pairs.flip(-2), pairs)
-        pairs = torch.where(flip_h, pairs.flip(-1), pairs)
-    x, y = pairs[:, :1], pairs[:, 1:]
+def jitter(x: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """Per-sample intensity (scale and offset) and gamma jitter of images (n, 1, S, S), seeded: static shapes,
+    random numbers from ``generator`` on ``x``'s device (nothing moved from the CPU per batch)."""
     g, i = cfg.augment_gamma, cfg.augment_intensity
+    if g <= 0 and i <= 0:
+        return x
+    u_gamma, u_scale, u_offset = torch.rand(3, x.shape[0], 1, 1, 1, generator=generator, device=x.device).unbind(0)
     if g > 0:  # gamma in [1 - g, 1 + g)
         x = x.clamp_min(0) ** u_gamma.mul(2 * g).add_(1 - g)
     if i > 0:  # scale in [1 - i, 1 + i), offset in [-i/2, i/2)
         x = torch.addcmul(u_offset.mul(i).sub_(i / 2), x, u_scale.mul(2 * i).add_(1 - i))
-    return x, y
+    return x
 
 
 def augment(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`augment_pairs` for separate (n, 1, S, S) images and masks."""
-    return augment_pairs(torch.cat((x, y), 1), cfg, generator)
+    """Per-sample flips / 90-degree rotations (image and mask together) and intensity / gamma jitter (seeded),
+    for crops already drawn. Training folds the flips and rotations into its crop gather instead
+    (:func:`beadseg.sampling.window_index`: the same symmetries, drawn the same way) and only jitters here."""
+    table = symmetry_table(cfg.augment_flips, cfg.augment_rot90, x.device)
+    if table is not None:
+        if x.shape[-1] != x.shape[-2]:
+            raise ValueError(f"augment: crops must be square to rotate them, not {tuple(x.shape[-2:])}")
+        u = torch.rand(x.shape[0], generator=generator, device=x.device)
+        symmetry = table[(u * len(table)).long().clamp_max(len(table) - 1)]
+        x, y = apply_symmetry(x, symmetry), apply_symmetry(y, symmetry)
+    return jitter(x, cfg, generator), y
 
 
 def logit_threshold(threshold: float) -> float:
@@ -402,6 +380,7 @@ class Trainer:
         self._loss_sum = torch.zeros((), device=self.device)
         self._counts = torch.zeros(3, dtype=torch.int64, device=self.device)  # tp, fp, fn
         self._graphed: GraphedStep | None = None
+        self._symmetries: dict[torch.device, torch.Tensor | None] = {}
         self.writer = BackgroundWriter()
         self.objects = str(manifest_entry("objects", root))  # chosen once by the split, on the training masks
         self.normalization = Normalization.from_dict(split_normalization(root), str(root / paths.split_manifest()))
@@ -520,9 +499,12 @@ class Trainer:
     def _batch(self, size: int, generators: dict[torch.device, torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
         """One augmented micro-batch on the training device (float images, channels_last; float 0/1 masks)."""
         sampler = self.samplers[size]
-        pairs = sampler.draw_pairs(self.cfg.batch_size, generators[sampler.device])
-        pairs = pairs.to(self.device, non_blocking=True).float()
-        x, y = augment_pairs(pairs, self.cfg, generators[self.device])
+        if sampler.device not in self._symmetries:  # the flips / rotations the run draws from, on the data's device
+            self._symmetries[sampler.device] = symmetry_table(self.cfg.augment_flips, self.cfg.augment_rot90,
+                                                              sampler.device)
+        x, y = sampler.draw(self.cfg.batch_size, generators[sampler.device], self._symmetries[sampler.device])
+        x = jitter(x.to(self.device, non_blocking=True).float(), self.cfg, generators[self.device])
+        y = y.to(self.device, non_blocking=True).float()
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y

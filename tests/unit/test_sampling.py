@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from beadseg.sampling import CropSampler, TileSampler, crop_origin, crop_origins, foreground_points
+from beadseg.sampling import (
+    CropSampler,
+    TileSampler,
+    apply_symmetry,
+    crop_origin,
+    crop_origins,
+    foreground_points,
+    symmetry_table,
+)
 
 
 @pytest.mark.parametrize(
@@ -120,3 +128,30 @@ def test_a_crop_is_the_image_window_at_its_origin():
         top, left = divmod(int(x[k, 0, 0, 0]), 50)
         np.testing.assert_array_equal(x[k, 0].float().numpy(), image[top:top + 16, left:left + 16])
         np.testing.assert_array_equal(y[k, 0].numpy(), mask[top:top + 16, left:left + 16])
+
+
+@pytest.mark.parametrize("flips_rot90", [(True, False), (False, True), (True, True)])
+def test_symmetries_folded_into_the_gather_equal_transforming_the_crops(flips_rot90):
+    """A crop drawn under a symmetry is exactly the plain crop (same random numbers) flipped / rotated."""
+    image = np.random.default_rng(0).random((70, 90)).astype(np.float32)
+    mask = (image > 0.7).astype(np.uint8)
+    table = symmetry_table(*flips_rot90, torch.device("cpu"))
+    for sampler in (CropSampler([image], [mask], 32, 0.5, torch.device("cpu")),
+                    TileSampler(torch.from_numpy(image[None, None, :32, :32].repeat(3, 0)),
+                                torch.from_numpy(mask[None, None, :32, :32].repeat(3, 0)))):
+        n = 64
+        rows = 6 if isinstance(sampler, CropSampler) else 2
+        u = torch.rand(rows, n, generator=torch.Generator().manual_seed(5), dtype=torch.float64)[-1]
+        symmetry = table[(u * len(table)).long()]
+        x, y = sampler.draw(n, torch.Generator().manual_seed(5), table)
+        x0, y0 = sampler.draw(n, torch.Generator().manual_seed(5))
+        assert torch.equal(x, apply_symmetry(x0, symmetry)) and torch.equal(y, apply_symmetry(y0, symmetry))
+        assert len({tuple(s.tolist()) for s in symmetry}) == len(table)  # every allowed symmetry drawn
+
+
+def test_symmetry_table_names_the_square_symmetries():
+    assert symmetry_table(False, False, torch.device("cpu")) is None
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    rotations = symmetry_table(False, True, torch.device("cpu"))
+    got = [apply_symmetry(x, row[None]) for row in rotations]
+    assert all(torch.equal(g, torch.rot90(x, k, (-2, -1))) for k, g in enumerate(got))
