@@ -3,22 +3,22 @@
     beadseg sync to-dvc      # after `snakemake ...`: record every output in dvc.lock (no stage re-runs)
     beadseg sync from-dvc    # after `dvc repro` / `dvc pull` / `dvc checkout`: Snakemake sees outputs as current
 
-(also ``python -m beadseg.sync to-dvc|from-dvc``.)
+(also `python -m beadseg.sync to-dvc|from-dvc`.)
 
-Why a command and not just ``dvc commit``: DVC decides by content hashes, Snakemake by modification times
-(plus params / shell-command / input-set metadata in ``.snakemake/``). ``dvc commit``, ``dvc checkout`` and
-``dvc pull`` rewrite output files in arbitrary order, so afterwards an input can look newer than the output
+Why a command and not just `dvc commit`: DVC decides by content hashes, Snakemake by modification times
+(plus params / shell-command / input-set metadata in `.snakemake/`). `dvc commit`, `dvc checkout` and
+`dvc pull` rewrite output files in arbitrary order, so afterwards an input can look newer than the output
 made from it and Snakemake would retrain (it only forgives that for files under
-``--max-checksum-file-size``, 1 MB by default, and only when it has metadata; a fresh clone has none).
-So both directions end with ``snakemake --touch``, which marks outputs current without running anything, and
-both refuse to start unless the side they copy from is complete and up to date, so ``--touch`` never hides a
+`--max-checksum-file-size`, 1 MB by default, and only when it has metadata; a fresh clone has none).
+So both directions end with `snakemake --touch`, which marks outputs current without running anything, and
+both refuse to start unless the side they copy from is complete and up to date, so `--touch` never hides a
 real change:
 
-* to-dvc:   ``snakemake -n`` must have nothing to do, params.yaml must carry every key dvc.yaml declares and
-            ``dvc status`` must answer -> ``dvc commit --force`` -> ``snakemake --touch`` (also when the commit
+* to-dvc:   `snakemake -n` must have nothing to do, params.yaml must carry every key dvc.yaml declares and
+            `dvc status` must answer -> `dvc commit --force` -> `snakemake --touch` (also when the commit
             fails part-way, so Snakemake's view is as it was)
-* from-dvc: ``dvc status`` must be clean and ``snakemake -n`` must answer -> ``snakemake --touch`` ->
-            ``snakemake -n`` is empty
+* from-dvc: `dvc status` must be clean and `snakemake -n` must answer -> `snakemake --touch` ->
+            `snakemake -n` is empty
 """
 
 from __future__ import annotations
