@@ -122,7 +122,7 @@ def design_lines(eff: dict[str, Any]) -> list[str]:
     if df == 0:
         text += "; no configuration is left over to check that the effects add up."
     else:
-        text += f"; {df} configuration(s) beyond that."
+        text += f"; {df} configuration(s) are left over to check that the effects add up."
     if eff.get("mechanics"):
         text += (f" Runs are also matched on {', '.join(eff['mechanics'])} (how a halving rung continued a run), "
                  "whose effects are not estimated.")
@@ -181,6 +181,8 @@ def findings_line(eff: dict[str, Any]) -> str:
     """ANALYSIS_COMPLETE.md's one line on the effects: the matched ones, and what cannot be separated."""
     matched = [f"{e['setting']} {c['label_b']} − {c['label_a']} {_signed(c['mean'])} ({_plural(c['n_pairs'], 'pair')})"
                for e in eff.get("settings", []) for c in effects.matched_contrasts(e)]
+    if len(matched) > MAX_TABLE_ROWS:
+        matched = matched[:MAX_TABLE_ROWS] + [f"{len(matched) - MAX_TABLE_ROWS} more in REPORT.md"]
     text = ("Effects on matched configurations (equal in every other setting): " + "; ".join(matched) if matched else
             "No setting was varied alone (no matched pair), so no effect of a setting is measured")
     seen: list[frozenset[str]] = []
