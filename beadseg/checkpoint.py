@@ -67,8 +67,10 @@ class Normalization:
 
 def make_model(cfg: TrainConfig) -> torch.nn.Module:
     """An untrained network with the architecture settings of ``cfg``."""
+    from beadseg.targets import channels
+
     return build_model(cfg.model, depth=cfg.depth, base_channels=cfg.base_channels, dropout=cfg.dropout,
-                       norm=cfg.norm, groups=cfg.groups)
+                       norm=cfg.norm, groups=cfg.groups, out_channels=channels(cfg.target))
 
 
 def save_torch(path: Path, payload: dict[str, Any]) -> None:

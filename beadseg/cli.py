@@ -372,9 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None,
                    help="probability above which a pixel is bead (default: the one the run was scored with, from "
                         "its evaluation.json; before evaluation, the model file's)")
-    p.add_argument("--objects", choices=("components", "watershed"), default=None,
-                   help="how bead pixels become beads: 'components' (connected regions; touching beads stay one) "
-                        "or 'watershed' (splits touching beads) (default: the method the run was scored with)")
+    p.add_argument("--objects", choices=("components", "watershed", "distance"), default=None,
+                   help="how bead pixels become beads: 'components' (connected regions; touching beads stay one), "
+                        "'watershed' (splits touching beads) or 'distance' (cut at the valleys of the predicted "
+                        "distance: runs trained with target mask_distance) (default: the method the run was "
+                        "scored with)")
     p.add_argument("--min-area", type=int, default=None, metavar="PX",
                    help="drop beads smaller than this many pixels (default: the run's evaluation.min_bead_area, "
                         "else 4)")

@@ -81,7 +81,8 @@ class TilingConfig:
 #: Training settings added after model files and train.json existed, with their defaults (see
 #: :meth:`TrainConfig.to_dict`): continuation of a run from an earlier one (``beadseg search`` rungs).
 LATER_SETTINGS: dict[str, Any] = {"epoch_offset": 0, "schedule_epochs": None, "cosine_floor": 0.01,
-                                   "plateau_factor": 0.5, "plateau_patience": None, "cuda_graph": False}
+                                   "plateau_factor": 0.5, "plateau_patience": None, "cuda_graph": False,
+                                   "target": "mask", "distance_weight": 1.0}
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,8 @@ class TrainConfig:
     plateau_factor: float = 0.5
     plateau_patience: int | None = None
     cuda_graph: bool = False
+    target: str = "mask"
+    distance_weight: float = 1.0
 
     @property
     def effective_batch_size(self) -> int:
@@ -182,7 +185,7 @@ class TrainConfig:
         v["extra_tile_sizes"] = tuple(int(s) for s in v["extra_tile_sizes"])
         for key in ("lr", "weight_decay", "dropout", "dice_weight", "focal_alpha", "focal_gamma",
                     "tversky_alpha", "tversky_beta", "boundary_weight", "min_delta", "augment_intensity",
-                    "augment_gamma", "foreground_oversample"):
+                    "augment_gamma", "foreground_oversample", "distance_weight"):
             v[key] = float(v[key])
         return cls(**v)
 
@@ -197,14 +200,16 @@ class EvaluationConfig:
     min_bead_area: int = 4
     iou_thresholds: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
     seed_distance: int = 3
-    #: objects auto: extra thresholds, the watershed seed distances and extra minimum areas tried per run
+    core: float = 0.5
+    #: objects auto: extra thresholds, the watershed seed distances, distance cores and extra minimum areas tried
     auto_thresholds: tuple[float, ...] = ()
     auto_seed_distances: tuple[int, ...] = (2, 3, 5)
+    auto_cores: tuple[float, ...] = (0.4, 0.5, 0.6)
     auto_min_bead_areas: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for key in ("iou_thresholds", "auto_thresholds", "auto_seed_distances", "auto_min_bead_areas"):
+        for key in ("iou_thresholds", "auto_thresholds", "auto_seed_distances", "auto_cores", "auto_min_bead_areas"):
             d[key] = list(getattr(self, key))
         return d
 
@@ -457,7 +462,8 @@ def validate(params: Mapping[str, Any], source: str = "params.yaml") -> Config:
     evaluation = EvaluationConfig(overlap=float(eval_raw["overlap"]), threshold=float(eval_raw["threshold"]),
                                   objects=eval_raw["objects"], min_bead_area=int(eval_raw["min_bead_area"]),
                                   iou_thresholds=tuple(sorted(float(t) for t in eval_raw["iou_thresholds"])),
-                                  seed_distance=int(eval_raw["seed_distance"]),
+                                  seed_distance=int(eval_raw["seed_distance"]), core=float(eval_raw["core"]),
+                                  auto_cores=tuple(float(c) for c in auto_raw["cores"]),
                                   auto_thresholds=tuple(float(t) for t in auto_raw["thresholds"]),
                                   auto_seed_distances=tuple(int(d) for d in auto_raw["seed_distances"]),
                                   auto_min_bead_areas=tuple(int(a) for a in auto_raw["min_bead_areas"]))
@@ -507,6 +513,9 @@ def _check_runs(runs: Mapping[str, TrainConfig], tiling: TilingConfig, source: s
         if cfg.norm == "group" and cfg.base_channels % cfg.groups:
             problems.append(f"runs.{run_id}: base_channels {cfg.base_channels} is not divisible by "
                             f"groups {cfg.groups} (GroupNorm)")
+        if cfg.target != "mask" and cfg.sampler != "random_crop":
+            problems.append(f"runs.{run_id}: target {cfg.target} needs sampler random_crop (the stored tiles keep "
+                            "0/1 masks, not the instance labels its second output is made from)")
         if cfg.init_from is not None and cfg.init_from not in runs:
             problems.append(f"runs.{run_id}.init_from: '{cfg.init_from}' is not a run id in the run table")
     if not problems:

@@ -39,7 +39,7 @@ from beadseg.fsutil import json_safe, write_json, write_text
 from beadseg.inference import predict_full
 from beadseg.metrics import confusion, dice_from_counts, jaccard_from_counts
 from beadseg.quality import degenerate_reasons, likely_causes, probability_spread, trivial_scores
-from beadseg.scoring import check_threshold, for_evaluation
+from beadseg.scoring import check_threshold, for_evaluation, label_prediction, mask_probability
 
 # Generic score names (what score_images returns) -> the names of the val and the test split in
 # metrics.json / runs.csv. Val keeps the names the analysis has always read.
@@ -83,10 +83,15 @@ def split_names(scores: Mapping[str, Any], split: str) -> dict[str, Any]:
 def predict_images(model: torch.nn.Module, images: Mapping[str, np.ndarray], tile: int, overlap: float,
                    batch_size: int, device: torch.device, amp_dtype: torch.dtype | None = None,
                    channels_last: bool = False) -> dict[str, np.ndarray]:
-    """Probability map per image stem (images already normalised)."""
-    return {stem: predict_full(model, image, tile=tile, overlap=overlap, batch_size=max(1, batch_size), device=device,
-                               amp_dtype=amp_dtype, channels_last=channels_last and device.type == "cuda")
-            for stem, image in images.items()}
+    """Prediction per image stem (images already normalised): the bead probability map (H, W), or every output
+    channel (C, H, W) of a network with more outputs than the mask (``train.target``)."""
+    out = {}
+    for stem, image in images.items():
+        maps = predict_full(model, image, tile=tile, overlap=overlap, batch_size=max(1, batch_size), device=device,
+                            amp_dtype=amp_dtype, channels_last=channels_last and device.type == "cuda",
+                            all_channels=True)
+        out[stem] = maps[0] if maps.shape[0] == 1 else maps
+    return out
 
 
 def score_images(probabilities: Mapping[str, np.ndarray], truths: Mapping[str, np.ndarray],
@@ -95,20 +100,20 @@ def score_images(probabilities: Mapping[str, np.ndarray], truths: Mapping[str, n
 
     ``truths`` maps each stem to its ground truth: an instance label image, or a 0/1 mask.
     """
-    from beadseg.instances import label_objects, object_scores, pool_scores, true_objects
+    from beadseg.instances import object_scores, pool_scores, true_objects
 
-    if evaluation.objects not in ("components", "watershed"):
+    if evaluation.objects not in ("components", "watershed", "distance"):
         raise ValueError(f"score_images needs a resolved object method, got {evaluation.objects!r} "
                          "(resolve 'auto' with beadseg.scoring.for_evaluation first)")
     tp = fp = fn = 0
     per_image: list[dict[str, Any]] = []
     object_rows: list[dict[str, Any]] = []
     for stem in sorted(probabilities):
-        prob, truth = probabilities[stem], truths[stem]
-        a, b, c = confusion(prob > evaluation.threshold, np.asarray(truth) > 0)
+        prediction, truth = probabilities[stem], truths[stem]  # (H, W), or (C, H, W) with more outputs
+        a, b, c = confusion(mask_probability(prediction) > evaluation.threshold, np.asarray(truth) > 0)
         tp, fp, fn = tp + a, fp + b, fn + c
-        pred_labels = label_objects(prob, evaluation.threshold, evaluation.objects, evaluation.min_bead_area,
-                                    evaluation.seed_distance)
+        pred_labels = label_prediction(prediction, evaluation.threshold, evaluation.objects,
+                                       evaluation.min_bead_area, evaluation.seed_distance, evaluation.core)
         objects = object_scores(true_objects(truth), pred_labels, evaluation.iou_thresholds)
         object_rows.append(objects)
         per_image.append({"image": stem, "jaccard": jaccard_from_counts(a, b, c), "dice": dice_from_counts(a, b, c),
@@ -220,7 +225,7 @@ def _evaluate_run(config: Config, run_id: str, threads: int, root: Path, progres
             scores, split_rows = score_images(probs[split], truths[split], evaluation)
             rows += [{"split": split, **r} for r in split_rows]
             metrics.update(split_names(scores, split))
-        metrics["prob_std"] = probability_spread(probs["val"].values())
+        metrics["prob_std"] = probability_spread(mask_probability(p) for p in probs["val"].values())
         metrics["degenerate_reasons"] = degenerate_reasons(
             metrics, trivial_scores(m for _, m in pairs["val"].values()), metrics["prob_std"])
         if metrics["degenerate_reasons"]:

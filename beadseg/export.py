@@ -103,11 +103,26 @@ def _size_multiple(model: ModelFile) -> int:
     return 2 ** (int(model.config.depth) - 1)
 
 
+class _MaskChannel(nn.Module):
+    """The bead-mask logits (channel 0) of a network with more outputs (``train.target`` mask_distance): the
+    exported model gives bead probabilities; cutting touching beads at the predicted distance stays with
+    ``beadseg predict``."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)[:, :1]
+
+
 def trace_network(model: ModelFile, side: int) -> torch.jit.ScriptModule:
-    """The network (normalised image in, logits out) as TorchScript, traced on the CPU in eval mode.
+    """The network (normalised image in, bead logits out) as TorchScript, traced on the CPU in eval mode.
 
     The U-Net has no size-dependent branches, so the trace serves every multiple of its pooling factor."""
-    net = model.build()
+    net: nn.Module = model.build()
+    if model.config.target != "mask":
+        net = _MaskChannel(net).eval()
     example = torch.zeros(1, 1, side, side)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # torch.jit's deprecation notice and the shape check's tracer warnings

@@ -65,13 +65,14 @@ def _check_overlap(overlap: float) -> float:
 
 
 def _to_probabilities(logits: torch.Tensor, batch: int, tile: int) -> torch.Tensor:
-    """Check the model output shape and turn ``(B, 1, t, t)`` / ``(B, t, t)`` logits into float32 probabilities."""
-    if logits.ndim == 4 and logits.shape[1] == 1:
-        logits = logits[:, 0]
-    if tuple(logits.shape) != (batch, tile, tile):
+    """Check the model output shape and turn ``(B, C, t, t)`` / ``(B, t, t)`` logits into float32 probabilities
+    ``(B, C, t, t)`` (channel 0: bead; more channels for targets such as ``mask_distance``)."""
+    if logits.ndim == 3:
+        logits = logits[:, None]
+    if logits.ndim != 4 or tuple(logits.shape[:1]) + tuple(logits.shape[2:]) != (batch, tile, tile):
         raise ValueError(
             f"model returned shape {tuple(logits.shape)} for input tiles of {tile}x{tile}; "
-            f"expected ({batch}, 1, {tile}, {tile}) logits"
+            f"expected ({batch}, C, {tile}, {tile}) logits"
         )
     return torch.sigmoid(logits.float())
 
@@ -85,6 +86,7 @@ def predict_full(
     device: torch.device | str = "cpu",
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    all_channels: bool = False,
 ) -> np.ndarray:
     """Predict a foreground probability map for a whole normalised 2-D image of any size.
 
@@ -108,9 +110,11 @@ def predict_full(
         amp_dtype: If given and ``device`` is CUDA, run the model under
             :func:`torch.autocast` with this dtype; ignored on CPU.
         channels_last: Send input in ``torch.channels_last`` memory format.
+        all_channels: Return every output channel ``(C, H, W)`` (a ``mask_distance`` network's second channel
+            is its predicted normalised distance), not only the bead probability.
 
     Returns:
-        float32 probability map of shape ``(H, W)``.
+        float32 probability map of shape ``(H, W)`` (``(C, H, W)`` with ``all_channels``).
 
     Raises:
         ConfigError: Invalid ``tile``, ``overlap`` or ``batch_size``.
@@ -131,7 +135,7 @@ def predict_full(
     ]
 
     window = blend_window(tile, "cosine")
-    accum = np.zeros(padded.shape, dtype=np.float64)
+    accum: np.ndarray | None = None  # (C, H, W) once the first batch says how many channels
     weights = np.zeros(padded.shape, dtype=np.float64)
 
     device = torch.device(device)
@@ -152,10 +156,15 @@ def predict_full(
                 inputs = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
                 inputs = inputs.contiguous(memory_format=memory_format)
                 probs = _to_probabilities(model(inputs), len(chunk), tile).cpu().numpy()
+                if accum is None:
+                    accum = np.zeros((probs.shape[1], *padded.shape), dtype=np.float64)
                 for (y, x), prob in zip(chunk, probs):
-                    accum[y : y + tile, x : x + tile] += prob * window
+                    accum[:, y : y + tile, x : x + tile] += prob * window
                     weights[y : y + tile, x : x + tile] += window
     finally:
         model.train(was_training)
 
-    return (accum / weights)[:height, :width].astype(np.float32)
+    if accum is None:  # cannot happen: the padded image holds at least one window
+        raise ValueError(f"no {tile}x{tile} window fits an image of {padded.shape}")
+    out = (accum / weights)[:, :height, :width].astype(np.float32)
+    return out if all_channels else out[0]

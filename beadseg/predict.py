@@ -37,13 +37,13 @@ from beadseg.fsutil import write_text
 from beadseg.inference import predict_full
 from beadseg.system import available_cores
 
-OBJECT_METHODS = ("components", "watershed")
+OBJECT_METHODS = ("components", "watershed", "distance")
 SUMMARY_NAME = "summary.csv"
 BEAD_COLUMNS = ("label", "centroid_y", "centroid_x", "area_px", "equivalent_diameter_px", "equivalent_diameter_um",
                 "mean_intensity", "area_um2")
 SUMMARY_COLUMNS = ("image", "n_beads", "bead_area_fraction", "mean_equivalent_diameter_px",
                    "median_equivalent_diameter_px", "mean_equivalent_diameter_um", "median_equivalent_diameter_um",
-                   "pixel_size", "unit", "threshold", "objects", "min_area", "seed_distance", "model_run_id",
+                   "pixel_size", "unit", "threshold", "objects", "min_area", "seed_distance", "core", "model_run_id",
                    "model_file")
 
 
@@ -249,7 +249,7 @@ def predict_files(model_path: Path, inputs: Sequence[Path], out_dir: Path, *, th
         io.read_image(path)
         pixel_sizes[path] = io.read_pixel_size(path)
 
-    from beadseg.instances import label_objects
+    from beadseg.scoring import label_prediction
 
     set_threads(threads if threads and threads > 0 else available_cores())
     cfg = model_file.config
@@ -265,12 +265,13 @@ def predict_files(model_path: Path, inputs: Sequence[Path], out_dir: Path, *, th
                 model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
             for i, path in enumerate(inputs, 1):
                 raw = io.read_image(path)
-                prob = predict_full(model, model_file.normalization.apply(raw), tile=model_file.tile_size,
+                maps = predict_full(model, model_file.normalization.apply(raw), tile=model_file.tile_size,
                                     overlap=overlap, batch_size=max(1, cfg.batch_size), device=lease.device,
                                     amp_dtype=amp_dtype(lease.device) if cfg.amp else None,
-                                    channels_last=channels_last)
-                labels = label_objects(prob, threshold=threshold, method=objects, min_area=int(min_area),
-                                       seed_distance=scored.seed_distance)
+                                    channels_last=channels_last, all_channels=True)
+                prob = maps[0]  # the bead probability; a mask_distance network's distance is maps[1]
+                labels = label_prediction(maps if maps.shape[0] > 1 else prob, threshold, objects, int(min_area),
+                                          scored.seed_distance, scored.core)
                 n = int(labels.max(initial=0))
                 if n > io.MAX_LABEL:
                     raise DataError(f"'{path}' gives {n} beads, more than a label image holds exactly in Fiji "
@@ -280,6 +281,7 @@ def predict_files(model_path: Path, inputs: Sequence[Path], out_dir: Path, *, th
                 beads = bead_table(labels, raw, pixel_size)
                 row = summary_row(path, labels, beads, pixel_size, threshold, objects, int(min_area), model_file)
                 row["seed_distance"] = scored.seed_distance if objects == "watershed" else None
+                row["core"] = scored.core if objects == "distance" else None
                 outs = output_paths(out_dir, io.image_stem(path))
                 io.write_labels_tiff(outs["labels"], labels, pixel_size)
                 io.write_calibrated_tiff(outs["prob"], prob.astype(np.float32, copy=False), pixel_size)

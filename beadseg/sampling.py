@@ -155,20 +155,30 @@ class CropSampler:
     live on the same device. Nothing is read back to the host, so on a GPU a draw never waits for the card."""
 
     def __init__(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], tile: int,
-                 foreground_oversample: float, device: torch.device, seed: int = 0) -> None:
+                 foreground_oversample: float, device: torch.device, seed: int = 0,
+                 extra: Sequence[np.ndarray] | None = None) -> None:
+        """``extra``: one more target map per image (``train.target`` mask_distance: each bead's normalised
+        distance), gathered with the mask: :meth:`draw` then returns (n, 2, tile, tile) float16 targets."""
         if not images:
             raise ValueError("CropSampler needs at least one image")
+        if extra is not None and len(extra) != len(images):
+            raise ValueError(f"CropSampler: {len(extra)} extra target maps for {len(images)} images")
         self.tile = tile
         self.device = torch.device(device)
         self.foreground_oversample = float(foreground_oversample)
-        flat_images, flat_masks, all_points, table = [], [], [], []
+        flat_images, flat_masks, flat_extra, all_points, table = [], [], [], [], []
         pixels_so_far = points_so_far = 0
         for i, (image, mask) in enumerate(zip(images, masks)):
+            more = None if extra is None else np.asarray(extra[i], np.float32)
             if image.shape[0] < tile or image.shape[1] < tile:
                 image, _ = pad_to_min(np.asarray(image, np.float32), tile, mode="reflect")
                 mask, _ = pad_to_min(np.asarray(mask), tile, mode="reflect")
+                if more is not None:
+                    more, _ = pad_to_min(more, tile, mode="reflect")
             flat_images.append(np.asarray(image, np.float16).ravel())
             flat_masks.append((np.asarray(mask) > 0).ravel().astype(np.uint8))
+            if more is not None:
+                flat_extra.append(more.ravel().astype(np.float16))
             points = foreground_points(mask, MAX_FOREGROUND_POINTS, seed + i)
             all_points.append(points)
             # per image: first pixel, bead points (first, count), height, width
@@ -178,6 +188,7 @@ class CropSampler:
         all_points.append(np.zeros((1, 2), np.int64))  # a harmless row to index when an image has no bead
         self.flat_images = torch.from_numpy(np.concatenate(flat_images)).to(self.device)
         self.flat_masks = torch.from_numpy(np.concatenate(flat_masks)).to(self.device)
+        self.flat_extra = torch.from_numpy(np.concatenate(flat_extra)).to(self.device) if flat_extra else None
         self.points = torch.from_numpy(np.concatenate(all_points).astype(np.int64)).to(self.device)
         self.table = torch.tensor(table, dtype=torch.int64, device=self.device)
         areas = np.array([h * w for *_, h, w in table], np.float64)
@@ -193,7 +204,8 @@ class CropSampler:
     def draw(self, n: int, generator: torch.Generator,
              symmetries: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` crops as (n, 1, tile, tile) float16 images and uint8 masks (0/1) on the sampler's device, each
-        under a symmetry drawn from the table ``symmetries`` (:func:`symmetry_table`) when given."""
+        under a symmetry drawn from the table ``symmetries`` (:func:`symmetry_table`) when given. With an extra
+        target map the targets are (n, 2, tile, tile) float16: the mask, then the extra map."""
         u = torch.rand(6, n, generator=generator, dtype=torch.float64, device=self.device)
         u_image, u_point, u_centre, _, _, u_symmetry = u.unbind(0)
         info = self.table[torch.searchsorted(self.cumulative, u_image, right=True)]
@@ -204,7 +216,10 @@ class CropSampler:
         top, left = crop_origins(info[:, 3:], self.tile, centres, use_centre, u[3:5].t()).unbind(1)
         index = window_index(top * width + left + first_pixel, width, self.tile,
                              _draw_symmetry(n, u_symmetry, symmetries), self.rows, self.cols)
-        return torch.take(self.flat_images, index).unsqueeze(1), torch.take(self.flat_masks, index).unsqueeze(1)
+        images, masks = torch.take(self.flat_images, index).unsqueeze(1), torch.take(self.flat_masks, index).unsqueeze(1)
+        if self.flat_extra is None:
+            return images, masks
+        return images, torch.cat((masks.to(torch.float16), torch.take(self.flat_extra, index).unsqueeze(1)), 1)
 
 
 def choose_size(sizes: Sequence[int], rng: random.Random) -> int:

@@ -30,6 +30,7 @@ import numpy as np
 from beadseg.config import EvaluationConfig
 from beadseg.errors import DataError
 from beadseg.instances import WATERSHED_MIN_DISTANCE_PX
+from beadseg.targets import DEFAULT_CORE, instances_from_distance
 
 if TYPE_CHECKING:  # the model file needs torch; describing a record must not
     from beadseg.checkpoint import ModelFile
@@ -40,7 +41,7 @@ RECORD_KEY = "postprocessing"
 RECORD_FILE = "evaluation.json"
 #: Smallest bead kept when nothing says otherwise (EvaluationConfig's default).
 DEFAULT_MIN_AREA = EvaluationConfig.min_bead_area
-OBJECT_METHODS: tuple[str, ...] = ("components", "watershed")
+OBJECT_METHODS: tuple[str, ...] = ("components", "watershed", "distance")
 
 
 @dataclass(frozen=True)
@@ -52,23 +53,49 @@ class Postprocessing:
     objects: str
     min_area: int
     seed_distance: int = WATERSHED_MIN_DISTANCE_PX
+    core: float = DEFAULT_CORE
     source: str = ""  # where it was read from or how it was chosen (shown to the user)
 
     def to_dict(self) -> dict[str, Any]:
         return {"threshold": float(self.threshold), "objects": self.objects, "min_area": int(self.min_area),
-                "seed_distance": int(self.seed_distance)}
+                "seed_distance": int(self.seed_distance), "core": float(self.core)}
 
-    def label(self, prob: np.ndarray) -> np.ndarray:
-        """The instance labels of one probability map."""
-        from beadseg.instances import label_objects
-
-        return label_objects(prob, threshold=self.threshold, method=self.objects, min_area=self.min_area,
-                             seed_distance=self.seed_distance)
+    def label(self, prediction: np.ndarray) -> np.ndarray:
+        """The instance labels of one prediction: a probability map (H, W), or every output channel (C, H, W)
+        of a network with more outputs (``objects: distance`` needs its distance channel)."""
+        return label_prediction(prediction, self.threshold, self.objects, self.min_area, self.seed_distance,
+                                self.core)
 
     def scoring(self, evaluation: EvaluationConfig) -> EvaluationConfig:
         """``evaluation`` with this post-processing in place of its own."""
         return dataclasses.replace(evaluation, threshold=self.threshold, objects=self.objects,
-                                   min_bead_area=self.min_area, seed_distance=self.seed_distance)
+                                   min_bead_area=self.min_area, seed_distance=self.seed_distance, core=self.core)
+
+
+def mask_probability(prediction: np.ndarray) -> np.ndarray:
+    """The bead probability map (H, W) of a prediction (H, W) or (C, H, W)."""
+    p = np.asarray(prediction)
+    return p if p.ndim == 2 else p[0]
+
+
+def has_distance(prediction: np.ndarray) -> bool:
+    """Whether a prediction carries a distance channel (a ``mask_distance`` network's)."""
+    return np.asarray(prediction).ndim == 3 and np.asarray(prediction).shape[0] >= 2
+
+
+def label_prediction(prediction: np.ndarray, threshold: float, objects: str, min_area: int,
+                     seed_distance: int = WATERSHED_MIN_DISTANCE_PX, core: float = DEFAULT_CORE) -> np.ndarray:
+    """Instance labels of one prediction by one post-processing (see :class:`Postprocessing`)."""
+    from beadseg.instances import label_objects
+
+    if objects == "distance":
+        if not has_distance(prediction):
+            raise DataError("objects 'distance' needs a network trained with target mask_distance (its prediction "
+                            "has no distance channel): use components or watershed, or retrain with that target")
+        return instances_from_distance(prediction[0], prediction[1], threshold=threshold, min_area=min_area,
+                                       core=core)
+    return label_objects(mask_probability(prediction), threshold=threshold, method=objects, min_area=min_area,
+                         seed_distance=seed_distance)
 
 
 def check_threshold(evaluation: EvaluationConfig, model: ModelFile) -> None:
@@ -79,21 +106,26 @@ def check_threshold(evaluation: EvaluationConfig, model: ModelFile) -> None:
                         f"(beadseg train --run {model.run_id}; snakemake and dvc repro do this by themselves)")
 
 
-def candidates(evaluation: EvaluationConfig, prior: str = "components") -> list[Postprocessing]:
-    """What ``objects: auto`` tries, the configured settings first: ``prior`` (the method chosen on the training
-    masks) at evaluation.threshold / min_bead_area / seed_distance, then the other method, then every
-    combination with ``evaluation.auto_*``. Earlier candidates win ties."""
+def candidates(evaluation: EvaluationConfig, prior: str = "components", distance: bool = False) -> list[Postprocessing]:
+    """What ``objects: auto`` tries, the configured settings first: ``prior`` (``distance`` for a network with a
+    distance output, else the method chosen on the training masks) at evaluation.threshold / min_bead_area /
+    seed_distance / core, then the other methods, then every combination with ``evaluation.auto_*``. Earlier
+    candidates win ties. ``distance``: the prediction has a distance channel (else that method is left out)."""
     thresholds = _unique([evaluation.threshold, *evaluation.auto_thresholds])
     areas = _unique([evaluation.min_bead_area, *evaluation.auto_min_bead_areas])
-    distances = _unique([evaluation.seed_distance, *evaluation.auto_seed_distances])
-    methods = _unique([prior, *OBJECT_METHODS])
+    seeds = _unique([evaluation.seed_distance, *evaluation.auto_seed_distances])
+    cores = _unique([evaluation.core, *evaluation.auto_cores])
+    methods = _unique(["distance", prior, *OBJECT_METHODS] if distance else [prior, *OBJECT_METHODS])
+    if not distance:
+        methods = [m for m in methods if m != "distance"]
     out = []
     for threshold in thresholds:
         for area in areas:
             for method in methods:
-                for distance in (distances if method == "watershed" else distances[:1]):
-                    out.append(Postprocessing(threshold=float(threshold), objects=method, min_area=int(area),
-                                              seed_distance=int(distance)))
+                for seed in (seeds if method == "watershed" else seeds[:1]):
+                    for core in (cores if method == "distance" else cores[:1]):
+                        out.append(Postprocessing(threshold=float(threshold), objects=method, min_area=int(area),
+                                                  seed_distance=int(seed), core=float(core)))
     return out
 
 
@@ -131,11 +163,16 @@ def for_evaluation(evaluation: EvaluationConfig, model: ModelFile, val_probabili
     ``objects: auto`` chooses among :func:`candidates` on the run's own validation predictions; a set method
     uses evaluation's settings as they are. Refuses a model picked at another threshold (:func:`check_threshold`)."""
     check_threshold(evaluation, model)
+    distance = model.config.target == "mask_distance"
     if evaluation.objects != "auto":
+        if evaluation.objects == "distance" and not distance:
+            raise DataError(f"evaluation.objects is distance, but run '{model.run_id}' was trained with target "
+                            f"{model.config.target} (no distance output): set objects to auto, components or "
+                            "watershed, or train the run with target mask_distance")
         return Postprocessing(threshold=float(evaluation.threshold), objects=evaluation.objects,
                               min_area=int(evaluation.min_bead_area), seed_distance=int(evaluation.seed_distance),
-                              source="set in params.yaml evaluation"), []
-    return choose(val_probabilities, val_truths, candidates(evaluation, prior=model.objects),
+                              core=float(evaluation.core), source="set in params.yaml evaluation"), []
+    return choose(val_probabilities, val_truths, candidates(evaluation, prior=model.objects, distance=distance),
                   evaluation.iou_thresholds[0])
 
 
@@ -150,13 +187,14 @@ def from_record(record: Any, where: str) -> Postprocessing:
     try:
         threshold, objects, min_area = float(block["threshold"]), str(block["objects"]), int(block["min_area"])
         seed_distance = int(block.get("seed_distance", WATERSHED_MIN_DISTANCE_PX))
+        core = float(block.get("core", DEFAULT_CORE))
     except (AttributeError, KeyError, TypeError, ValueError):
         raise DataError(f"'{where}' has no readable {RECORD_KEY} record (threshold, objects, min_area): "
                         "re-run the evaluate step (beadseg evaluate --run ID)") from None
-    if not 0 < threshold < 1 or objects not in OBJECT_METHODS or min_area < 0 or seed_distance < 1:
+    if not 0 < threshold < 1 or objects not in OBJECT_METHODS or min_area < 0 or seed_distance < 1 or not 0 < core < 1:
         raise DataError(f"'{where}': {RECORD_KEY} {block!r} is out of range: re-run the evaluate step")
     return Postprocessing(threshold=threshold, objects=objects, min_area=min_area, seed_distance=seed_distance,
-                          source=where)
+                          core=core, source=where)
 
 
 def for_prediction(model: ModelFile) -> Postprocessing:
@@ -183,6 +221,8 @@ def describe(record: Any) -> str:
     method = str(record["objects"])
     if method == "watershed" and record.get("seed_distance") is not None:
         method += f" (seeds {int(record['seed_distance'])} px apart)"
+    elif method == "distance":
+        method = f"the predicted distance (cores above {float(record.get('core', DEFAULT_CORE)):g})"
     text = f"{method}, threshold {float(record['threshold']):g}, beads >= {int(record['min_area'])} px"
     tried = record.get("candidates") or []
     if tried:

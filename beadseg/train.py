@@ -43,12 +43,12 @@ from beadseg.checkpoint import (
 )
 from beadseg.config import Config, TrainConfig
 from beadseg.cudagraph import GraphedStep, graph_problem
-from beadseg.data.prepare import load_split, load_tiles, manifest_entry, split_normalization
+from beadseg.data.prepare import load_split, load_split_objects, load_tiles, manifest_entry, split_normalization
 from beadseg.data.provenance import check_split
 from beadseg.devices import DeviceLease, amp_dtype, auto_slots, lease_device, set_threads
 from beadseg.errors import TrainingError
 from beadseg.fsutil import json_safe, write_json, write_text
-from beadseg.losses import build_loss
+from beadseg.losses import build_loss, build_target_loss
 from beadseg.metrics import dice_from_counts, jaccard_from_counts
 from beadseg.profiling import note_host_read
 from beadseg.runlock import run_lock
@@ -65,9 +65,16 @@ HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "train_jaccard", "val_jacca
 
 
 def make_loss(cfg: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The run's loss on the bead mask (channel 0) only: what validation reports and early stopping watches."""
     return build_loss(cfg.loss, dice_weight=cfg.dice_weight, focal_alpha=cfg.focal_alpha,
                       focal_gamma=cfg.focal_gamma, tversky_alpha=cfg.tversky_alpha, tversky_beta=cfg.tversky_beta,
                       boundary_weight=cfg.boundary_weight, boundary_width=cfg.boundary_width)
+
+
+def make_training_loss(cfg: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """What the optimizer minimises: :func:`make_loss` on the mask plus, for ``target`` mask_distance,
+    ``distance_weight`` times the distance term on the second output (:func:`beadseg.losses.build_target_loss`)."""
+    return build_target_loss(cfg.target, make_loss(cfg), cfg.distance_weight)
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device | None = None,
@@ -314,6 +321,21 @@ class TileSet:
         return self.images.shape[0]
 
 
+def distance_targets(cfg: TrainConfig, root: Path) -> list[np.ndarray]:
+    """Each training image's normalised per-bead distance map (``target`` mask_distance), in the order of
+    :func:`load_split`. Refused, with one line, when no training mask carries instance labels: in a 0/1 mask
+    touching beads are one object, and the map would teach the network to merge them."""
+    from beadseg.data.io import is_instance_labels
+    from beadseg.targets import instance_distance
+
+    labels = load_split_objects("train", root)
+    if not any(is_instance_labels(lab) for lab in labels.values()):
+        raise TrainingError(f"train.target {cfg.target} needs instance-label masks (one id per bead) to learn where "
+                            "touching beads end, but the training masks are 0/1: use target mask, or masks with one "
+                            "id per bead")
+    return [instance_distance(labels[stem]) for stem in sorted(labels)]
+
+
 def build_samplers(cfg: TrainConfig, root: Path, device: torch.device) -> tuple[dict[int, Sampler], dict[str, Any]]:
     """The run's training samplers (one per tile size) and a description of the data they draw from."""
     if cfg.sampler == "tiles":
@@ -323,10 +345,12 @@ def build_samplers(cfg: TrainConfig, root: Path, device: torch.device) -> tuple[
     train = load_split("train", root)
     images = [image for image, _ in train.values()]
     masks = [mask for _, mask in train.values()]
-    nbytes = sum(im.size * 4 for im in images)  # float16 image + float16 mask
+    extra = distance_targets(cfg, root) if cfg.target == "mask_distance" else None
+    nbytes = sum(im.size * (5 if extra is None else 7) for im in images)  # float16 image, uint8 mask, float16 extra
     data_device = device if _fits_on(device, nbytes) else torch.device("cpu")
     samplers: dict[int, Sampler] = {
-        s: CropSampler(images, masks, s, cfg.foreground_oversample, data_device, seed=cfg.seed) for s in cfg.tile_sizes}
+        s: CropSampler(images, masks, s, cfg.foreground_oversample, data_device, seed=cfg.seed, extra=extra)
+        for s in cfg.tile_sizes}
     return samplers, {"sampler": "random_crop", "train_images": len(images),
                       "train_pixels": int(sum(im.size for im in images)),
                       "train_foreground_pixels": int(sum(int((m > 0).sum()) for m in masks))}
@@ -359,7 +383,8 @@ class Trainer:
         self.model.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
-        self.loss_fn = make_loss(cfg)
+        self.loss_fn = make_loss(cfg)  # on the mask channel: validation and the reported losses
+        self.train_loss_fn = make_training_loss(cfg)
         self.graph_problem = (graph_problem(self.device, self.amp, cfg.tile_sizes) if cfg.cuda_graph
                               else "cuda_graph is off")
         self.optimizer = make_optimizer(self.model, cfg, self.device, capturable=self.graph_problem is None)
@@ -517,11 +542,11 @@ class Trainer:
         for x, y in zip(xs, ys):
             with self._autocast():
                 logits = self.model(x)
-            loss = self.loss_fn(logits.float(), y)
+            loss = self.train_loss_fn(logits.float(), y)
             self.scaler.scale(loss / accumulation if accumulation > 1 else loss).backward()
             with torch.no_grad():
                 self._loss_sum.add_(loss)
-                pred, true = logits > 0, y > 0.5
+                pred, true = logits[:, :1] > 0, y[:, :1] > 0.5  # channel 0: the bead mask
                 tp = (pred & true).sum()
                 self._counts.add_(torch.stack((tp, pred.sum() - tp, true.sum() - tp)))
         self.scaler.step(self.optimizer)
@@ -592,6 +617,7 @@ class Trainer:
             with self._autocast():
                 logits = self.model(x)
             logits = logits.float()
+            logits = logits[:, :1]  # the bead mask (a mask_distance network's distance is not validated)
             total += self.loss_fn(logits, y) * len(x)
             pred, true = logits > self.val_logit, y > 0.5
             tp = (pred & true).sum()

@@ -1,7 +1,7 @@
 """Small-data benchmark: do the shipped defaults train a handful of annotated images of other looks?
 
-Usage:  python benchmarks/small_data.py [--looks blobs disks hard demo] [--n-images 4] [--size 256]
-                                        [--cores 2] [--keep DIR]
+Usage:  python benchmarks/small_data.py [--looks blobs disks touching hard demo] [--n-images 4] [--size 256]
+                                        [--cores 2] [--target mask|mask_distance] [--keep DIR]
 
 For each look it writes a folder of ``--n-images`` images with instance-label masks, copies the pipeline
 (Snakefile, workflow/, dvc.yaml) and the repository's params.yaml with only ``data.*`` changed (source:
@@ -52,9 +52,11 @@ def write_look(look: str, images: Path, masks: Path, n_images: int, size: int, s
         write_folder(images, masks, look, n_images, size, seed)
 
 
-def make_project(dest: Path, look: str, n_images: int, size: int, seed: int) -> None:
+def make_project(dest: Path, look: str, n_images: int, size: int, seed: int, target: str | None = None) -> None:
     copy_pipeline(dest)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    if target is not None:  # every run learns this target (train.target); nothing else changes
+        params["train"] = {**params["train"], "target": target}
     params["data"] = {**params["data"], "source": "folder", "images": "data/raw/mine/images",
                       "masks": "data/raw/mine/masks"}
     params["data"].pop("synthetic", None)
@@ -62,9 +64,10 @@ def make_project(dest: Path, look: str, n_images: int, size: int, seed: int) -> 
     write_look(look, dest / "data/raw/mine/images", dest / "data/raw/mine/masks", n_images, size, seed)
 
 
-def run_look(look: str, workdir: Path, n_images: int, size: int, cores: int, seed: int) -> dict:
-    project = workdir / look
-    make_project(project, look, n_images, size, seed)
+def run_look(look: str, workdir: Path, n_images: int, size: int, cores: int, seed: int,
+             target: str | None = None) -> dict:
+    project = workdir / (look if target is None else f"{look}-{target}")
+    make_project(project, look, n_images, size, seed, target)
     t0 = time.perf_counter()
     proc = subprocess.run(["snakemake", "--cores", str(cores)], cwd=project, capture_output=True, text=True,
                           env={**os.environ, "BEADSEG_DEVICE": os.environ.get("BEADSEG_DEVICE", "cpu")})
@@ -120,13 +123,15 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--target", choices=("mask", "mask_distance"), default=None,
+                    help="train.target for every run (default: params.yaml's)")
     ap.add_argument("--keep", help="keep the projects in this folder (default: a temporary folder, removed)")
     args = ap.parse_args()
     workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="beadseg-small-"))
     results = []
     try:
         for look in args.looks:
-            r = run_look(look, workdir, args.n_images, args.size, args.cores, args.seed)
+            r = run_look(look, workdir, args.n_images, args.size, args.cores, args.seed, args.target)
             results.append(r)
             print(f"\n{look}: {args.n_images} images of {args.size}^2, snakemake --cores {args.cores}: "
                   f"{r['wall_seconds'] / 60:.1f} min; threshold baseline ({r['baseline_method']}) full-image "
@@ -147,7 +152,7 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    out = ROOT / "benchmarks" / "out" / "small_data.json"
+    out = ROOT / "benchmarks" / "out" / f"small_data{'' if args.target is None else '_' + args.target}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"n_images": args.n_images, "size": args.size, "cores": args.cores,
                                "results": results}, indent=2) + "\n")

@@ -162,7 +162,8 @@ def val_tiles(size: int, root: Path, max_tiles: int) -> tuple[np.ndarray, np.nda
 @torch.no_grad()
 def _predict_logits(model: torch.nn.Module, tiles: np.ndarray, batch: int) -> torch.Tensor:
     model.eval()
-    outs = [model(torch.from_numpy(tiles[i:i + batch])[:, None]).float() for i in range(0, len(tiles), batch)]
+    outs = [model(torch.from_numpy(tiles[i:i + batch])[:, None])[:, :1].float()  # the bead mask's logits
+            for i in range(0, len(tiles), batch)]
     logits = torch.cat(outs) if outs else torch.zeros((0, 1, *tiles.shape[1:]))
     return torch.nan_to_num(logits, nan=0.0, posinf=30.0, neginf=-30.0)
 

@@ -32,7 +32,8 @@ def test_a_set_method_is_used_as_configured(tmp_path: Path) -> None:
     model = _model(tmp_path, threshold=0.4, objects="watershed")
     evaluation = EvaluationConfig(threshold=0.4, objects="components", min_bead_area=7, seed_distance=2)
     post, tried = for_evaluation(evaluation, model, {}, {})
-    assert post.to_dict() == {"threshold": 0.4, "objects": "components", "min_area": 7, "seed_distance": 2}
+    assert post.to_dict() == {"threshold": 0.4, "objects": "components", "min_area": 7, "seed_distance": 2,
+                              "core": 0.5}
     assert tried == []
 
 
@@ -103,12 +104,13 @@ def test_post_processing_chosen_on_predictions_beats_the_choice_made_on_perfect_
 def test_predict_reads_the_evaluation_record_beside_the_model(tmp_path: Path) -> None:
     model = _model(tmp_path, threshold=0.5, objects="components")
     assert for_prediction(model).to_dict() == {"threshold": 0.5, "objects": "components", "min_area": 4,
-                                               "seed_distance": 3}
+                                               "seed_distance": 3, "core": 0.5}
     record = {"run_id": "a", "postprocessing": {"threshold": 0.35, "objects": "watershed", "min_area": 9,
                                                 "seed_distance": 5}}
     record_path(model.path).write_text(json.dumps(record))
     post = for_prediction(model)
-    assert post.to_dict() == {"threshold": 0.35, "objects": "watershed", "min_area": 9, "seed_distance": 5}
+    assert post.to_dict() == {"threshold": 0.35, "objects": "watershed", "min_area": 9, "seed_distance": 5,
+                              "core": 0.5}
     assert post.source.endswith("evaluation.json")
     record_path(model.path).write_text(json.dumps({**record, "run_id": "other"}))  # not this run's record
     assert for_prediction(model).threshold == 0.5

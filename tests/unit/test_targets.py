@@ -88,3 +88,66 @@ def test_the_target_loss_adds_the_distance_term_on_the_second_channel_only() -> 
     y = torch.full((1, 1, 1, 1), 0.7)
     best = distance_bce_loss(torch.logit(y), y)
     assert all(float(distance_bce_loss(torch.logit(y) + d, y)) > float(best) for d in (-0.5, 0.5))
+
+
+def test_the_crop_sampler_gathers_the_extra_map_with_the_mask() -> None:
+    import torch
+
+    from beadseg.sampling import CropSampler, symmetry_table
+
+    rng = np.random.default_rng(0)
+    images = [rng.random(shape).astype(np.float16).astype(np.float32) for shape in ((40, 50), (30, 30))]
+    masks = [(im > 0.6).astype(np.uint8) for im in images]
+    extra = [m * 0.5 + 0.25 * (im > 0.9) for m, im in zip(masks, images)]
+    sampler = CropSampler(images, masks, 16, 0.5, torch.device("cpu"), seed=1, extra=extra)
+    x, y = sampler.draw(8, torch.Generator().manual_seed(3), symmetry_table(True, True, torch.device("cpu")))
+    assert x.shape == (8, 1, 16, 16) and y.shape == (8, 2, 16, 16) and y.dtype == torch.float16
+    image = x[:, 0].float()
+    expected = 0.5 * (image > 0.6).float() + 0.25 * (image > 0.9).float()  # the same pixels, the same symmetry
+    assert torch.allclose(y[:, 1].float(), expected, atol=1e-3)
+    assert torch.equal(y[:, 0] > 0.5, image > 0.6)
+
+
+def _tiny_distance_project(root, instance_labels: bool):  # noqa: ANN001, ANN202
+    import yaml
+
+    from tests.helpers.tiny import make_tiny_project, tiny_params
+
+    params = tiny_params(max_epochs=2, target="mask_distance")
+    params["data"]["synthetic"]["instance_labels"] = instance_labels
+    make_tiny_project(root, params)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_a_distance_run_trains_evaluates_and_predicts_through_the_cli(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import json
+
+    import tifffile
+
+    from beadseg import cli
+    from beadseg.checkpoint import load_model_file
+    from beadseg.data.prepare import load_split
+
+    monkeypatch.chdir(tmp_path)
+    _tiny_distance_project(tmp_path, instance_labels=True)
+    assert cli.main(["-q", "train", "--run", "a", "--threads", "1"]) == 0
+    model = load_model_file(tmp_path / "results/runs/a/model.pt")
+    assert model.config.target == "mask_distance" and model.state_dict["head.weight"].shape[0] == 2
+    assert cli.main(["-q", "evaluate", "--run", "a", "--threads", "1"]) == 0
+    record = json.loads((tmp_path / "results/runs/a/evaluation.json").read_text())["postprocessing"]
+    tried = {c["objects"] for c in record["candidates"]}
+    assert tried == {"distance", "components", "watershed"} and record["candidates"][0]["objects"] == "distance"
+    image, _ = next(iter(load_split("val", tmp_path).values()))
+    tifffile.imwrite(tmp_path / "x.tif", (image * 1000).astype(np.uint16))
+    assert cli.main(["-q", "predict", "--run", "a", "--out", "pred", str(tmp_path / "x.tif")]) == 0
+    assert f",{record['objects']}," in (tmp_path / "pred/summary.csv").read_text()
+
+
+def test_a_distance_target_on_binary_masks_is_refused_in_one_line(tmp_path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    from beadseg import cli
+
+    monkeypatch.chdir(tmp_path)
+    _tiny_distance_project(tmp_path, instance_labels=False)
+    assert cli.main(["-q", "train", "--run", "a", "--threads", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "needs instance-label masks" in err and "use target mask" in err
