@@ -46,22 +46,35 @@ def symmetry_table(flips: bool, rot90: bool, device: torch.device) -> torch.Tens
     return torch.tensor(SYMMETRIES[flips, rot90], dtype=torch.int64, device=device)
 
 
-def window_index(start: torch.Tensor, width: torch.Tensor, tile: int, symmetry: torch.Tensor | None,
+def symmetry_coefficients(table: torch.Tensor | None, tile: int) -> torch.Tensor | None:
+    """Each symmetry of ``table`` (:func:`symmetry_table`) as the coefficients of its gather index for crops of
+    ``tile``: (K, 6) int64 rows (a_r, b_r, a_c, b_c, a_0, b_0) such that, for an image row length W, output
+    pixel (r, c) of a crop with top-left pixel ``start`` reads pixel
+    ``start + (a_0 + b_0 W) + (a_r + b_r W) r + (a_c + b_c W) c`` (see :func:`window_index`)."""
+    if table is None:
+        return None
+    rows = []
+    for transpose, flip_v, flip_h in table.tolist():
+        sign_v, shift_v = 1 - 2 * flip_v, flip_v * (tile - 1)  # r1 = sign_v * r + shift_v
+        sign_h, shift_h = 1 - 2 * flip_h, flip_h * (tile - 1)  # c1 = sign_h * c + shift_h
+        if transpose:  # reads row c1, column r1
+            rows.append((sign_v, 0, 0, sign_h, shift_v, shift_h))
+        else:  # reads row r1, column c1
+            rows.append((0, sign_v, sign_h, 0, shift_h, shift_v))
+    return torch.tensor(rows, dtype=torch.int64, device=table.device)
+
+
+def window_index(start: torch.Tensor, width: torch.Tensor, coefficients: torch.Tensor | None,
                  rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """(n, tile, tile) flat indices of n crops (top-left pixel ``start``, image row length ``width``), each
-    transformed by its symmetry (n, 3: transpose, vertical flip, horizontal flip, in that order) folded into
-    the index arithmetic: output pixel (r, c) reads source row r1, column c1 (r1 = t-1-r when flipped
-    vertically, c1 likewise) or, transposed, row c1, column r1. One full-size op, however many symmetries."""
+    transformed by its symmetry, given as its row of :func:`symmetry_coefficients` (n, 6; None: none): a flip
+    or rotation moves pixels, so it is an affine change of the index. One full-size op, whatever the symmetry."""
     n = start.shape[0]
-    if symmetry is None:
+    if coefficients is None:
         return (start.view(n, 1, 1) + width.view(n, 1, 1) * rows) + cols
-    transpose, flip_v, flip_h = symmetry.unbind(1)
-    sign_v, shift_v = 1 - 2 * flip_v, flip_v * (tile - 1)  # r1 = sign_v * r + shift_v
-    sign_h, shift_h = 1 - 2 * flip_h, flip_h * (tile - 1)  # c1 = sign_h * c + shift_h
-    step_r = torch.where(transpose > 0, sign_v, sign_v * width)
-    step_c = torch.where(transpose > 0, sign_h * width, sign_h)
-    base = start + torch.where(transpose > 0, shift_h * width + shift_v, shift_v * width + shift_h)
-    return (base.view(n, 1, 1) + step_r.view(n, 1, 1) * rows) + step_c.view(n, 1, 1) * cols
+    steps = coefficients[:, 0::2] + coefficients[:, 1::2] * width.view(n, 1)  # (n, 3): row step, column step, base
+    step_r, step_c, base = steps.unbind(1)
+    return ((start + base).view(n, 1, 1) + step_r.view(n, 1, 1) * rows) + step_c.view(n, 1, 1) * cols
 
 
 def apply_symmetry(x: torch.Tensor, symmetry: torch.Tensor) -> torch.Tensor:
@@ -99,11 +112,11 @@ class TileSampler:
     def draw(self, n: int, generator: torch.Generator,
              symmetries: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` tiles as (n, 1, S, S) float16 images and uint8 masks on the sampler's device, each under a
-        symmetry drawn from the table ``symmetries`` (:func:`symmetry_table`) when given."""
+        symmetry drawn from ``symmetries`` (:func:`symmetry_coefficients` of the tile size) when given."""
         u = torch.rand(2, n, generator=generator, dtype=torch.float64, device=self.device)
         which = (u[0] * len(self)).long().clamp_max(len(self) - 1)
         width = torch.full((n,), self.size, dtype=torch.int64, device=self.device)
-        index = window_index(which * (self.size * self.size), width, self.size, _draw_symmetry(n, u[1], symmetries),
+        index = window_index(which * (self.size * self.size), width, _draw_symmetry(n, u[1], symmetries),
                              self.rows, self.cols)
         return (torch.take(self.flat_images, index).unsqueeze(1), torch.take(self.flat_masks, index).unsqueeze(1))
 
@@ -214,8 +227,8 @@ class CropSampler:
         centres = self.points[first_point + torch.minimum((u_point * count).long(), count - 1)]
         use_centre = (u_centre < self.foreground_oversample) & (count > 0)
         top, left = crop_origins(info[:, 3:], self.tile, centres, use_centre, u[3:5].t()).unbind(1)
-        index = window_index(top * width + left + first_pixel, width, self.tile,
-                             _draw_symmetry(n, u_symmetry, symmetries), self.rows, self.cols)
+        index = window_index(top * width + left + first_pixel, width, _draw_symmetry(n, u_symmetry, symmetries),
+                             self.rows, self.cols)
         images, masks = torch.take(self.flat_images, index).unsqueeze(1), torch.take(self.flat_masks, index).unsqueeze(1)
         if self.flat_extra is None:
             return images, masks

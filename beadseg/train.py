@@ -52,7 +52,15 @@ from beadseg.losses import build_loss, build_target_loss
 from beadseg.metrics import dice_from_counts, jaccard_from_counts
 from beadseg.profiling import note_host_read
 from beadseg.runlock import run_lock
-from beadseg.sampling import CropSampler, Sampler, TileSampler, apply_symmetry, choose_size, symmetry_table
+from beadseg.sampling import (
+    CropSampler,
+    Sampler,
+    TileSampler,
+    apply_symmetry,
+    choose_size,
+    symmetry_coefficients,
+    symmetry_table,
+)
 
 CHECKPOINT_VERSION = 1
 # train_jaccard: pixel Jaccard of the training batches as trained (augmented crops, dropout on, threshold 0.5),
@@ -147,11 +155,12 @@ def logit_threshold(threshold: float) -> float:
 VAL_BATCH_PIXELS = 32 * 256 * 256  # pixels per validation batch: 32 tiles of 256, 8 of 512
 
 
-def val_batches(n_tiles: int, tile: int, train_batch: int) -> list[tuple[int, int]]:
-    """(start, stop) of each validation batch: as few batches as a budget of :data:`VAL_BATCH_PIXELS` pixels
-    allows (never fewer tiles than the training batch), of near-equal size, so validation runs a handful of
-    large fixed-shape batches instead of many training-sized ones."""
-    cap = max(train_batch, VAL_BATCH_PIXELS // (tile * tile), 1)
+def val_batches(n_tiles: int, tile: int, train_batch: int, budget: int = VAL_BATCH_PIXELS) -> list[tuple[int, int]]:
+    """(start, stop) of each validation batch: as few batches as a budget of ``budget`` pixels allows (never
+    fewer tiles than the training batch), of near-equal size. On a GPU (the default budget) validation runs a
+    handful of large fixed-shape batches instead of many training-sized ones; the CPU passes 0 (batches of
+    the training size: measured faster there, large batches leave the caches)."""
+    cap = max(train_batch, budget // (tile * tile), 1)
     count = max(1, math.ceil(n_tiles / cap))
     size = math.ceil(n_tiles / count) if n_tiles else 0
     return [(start, min(n_tiles, start + size)) for start in range(0, n_tiles, max(1, size))]
@@ -403,9 +412,9 @@ class Trainer:
         self.first_step_at: float | None = None  # perf_counter when the host had issued the first step
         # the epoch's sums, on the device, added to in place by every step (a CUDA graph replays into them)
         self._loss_sum = torch.zeros((), device=self.device)
-        self._counts = torch.zeros(3, dtype=torch.int64, device=self.device)  # tp, fp, fn
+        self._counts = torch.zeros(3, dtype=torch.int64, device=self.device)  # tp, predicted, true
         self._graphed: GraphedStep | None = None
-        self._symmetries: dict[torch.device, torch.Tensor | None] = {}
+        self._symmetries: dict[tuple[torch.device, int], torch.Tensor | None] = {}
         self.writer = BackgroundWriter()
         self.objects = str(manifest_entry("objects", root))  # chosen once by the split, on the training masks
         self.normalization = Normalization.from_dict(split_normalization(root), str(root / paths.split_manifest()))
@@ -425,7 +434,8 @@ class Trainer:
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
         self.val_batches = [(images[a:b], masks[a:b])
-                            for a, b in val_batches(len(self.val_set), self.cfg.tile_size, self.cfg.batch_size)]
+                            for a, b in val_batches(len(self.val_set), self.cfg.tile_size, self.cfg.batch_size,
+                                                    VAL_BATCH_PIXELS if self.device.type == "cuda" else 0)]
 
     def _init_from(self, other: str) -> None:
         path = self.root / paths.model_file(other)
@@ -524,10 +534,11 @@ class Trainer:
     def _batch(self, size: int, generators: dict[torch.device, torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
         """One augmented micro-batch on the training device (float images, channels_last; float 0/1 masks)."""
         sampler = self.samplers[size]
-        if sampler.device not in self._symmetries:  # the flips / rotations the run draws from, on the data's device
-            self._symmetries[sampler.device] = symmetry_table(self.cfg.augment_flips, self.cfg.augment_rot90,
-                                                              sampler.device)
-        x, y = sampler.draw(self.cfg.batch_size, generators[sampler.device], self._symmetries[sampler.device])
+        key = (sampler.device, size)
+        if key not in self._symmetries:  # the flips / rotations the run draws from, as gather coefficients
+            table = symmetry_table(self.cfg.augment_flips, self.cfg.augment_rot90, sampler.device)
+            self._symmetries[key] = symmetry_coefficients(table, size)
+        x, y = sampler.draw(self.cfg.batch_size, generators[sampler.device], self._symmetries[key])
         x = jitter(x.to(self.device, non_blocking=True).float(), self.cfg, generators[self.device])
         y = y.to(self.device, non_blocking=True).float()
         if self.channels_last:
@@ -547,8 +558,8 @@ class Trainer:
             with torch.no_grad():
                 self._loss_sum.add_(loss)
                 pred, true = logits[:, :1] > 0, y[:, :1] > 0.5  # channel 0: the bead mask
-                tp = (pred & true).sum()
-                self._counts.add_(torch.stack((tp, pred.sum() - tp, true.sum() - tp)))
+                # sums of tp, predicted and true: fp and fn once per epoch
+                self._counts.add_(torch.stack(((pred & true).sum(), pred.sum(), true.sum())))
         self.scaler.step(self.optimizer)
         self.scaler.update()
 
@@ -595,10 +606,10 @@ class Trainer:
             self.optimizer_steps += 1
             if self.first_step_at is None:
                 self.first_step_at = time.perf_counter()
-        total, tp, fp, fn = host_values(torch.cat((self._loss_sum.reshape(1), self._counts.to(torch.float64))))
+        total, tp, predicted, true = host_values(torch.cat((self._loss_sum.reshape(1), self._counts.to(torch.float64))))
         if not math.isfinite(total):
             return float("nan")
-        self.train_jaccard = jaccard_from_counts(int(tp), int(fp), int(fn))
+        self.train_jaccard = jaccard_from_counts(int(tp), int(predicted - tp), int(true - tp))
         return total / max(1, cfg.steps_per_epoch * cfg.accumulation_steps)
 
     @torch.inference_mode()

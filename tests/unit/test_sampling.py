@@ -13,6 +13,7 @@ from beadseg.sampling import (
     crop_origin,
     crop_origins,
     foreground_points,
+    symmetry_coefficients,
     symmetry_table,
 )
 
@@ -143,7 +144,7 @@ def test_symmetries_folded_into_the_gather_equal_transforming_the_crops(flips_ro
         rows = 6 if isinstance(sampler, CropSampler) else 2
         u = torch.rand(rows, n, generator=torch.Generator().manual_seed(5), dtype=torch.float64)[-1]
         symmetry = table[(u * len(table)).long()]
-        x, y = sampler.draw(n, torch.Generator().manual_seed(5), table)
+        x, y = sampler.draw(n, torch.Generator().manual_seed(5), symmetry_coefficients(table, 32))
         x0, y0 = sampler.draw(n, torch.Generator().manual_seed(5))
         assert torch.equal(x, apply_symmetry(x0, symmetry)) and torch.equal(y, apply_symmetry(y0, symmetry))
         assert len({tuple(s.tolist()) for s in symmetry}) == len(table)  # every allowed symmetry drawn

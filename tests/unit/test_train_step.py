@@ -91,6 +91,11 @@ def test_validation_batches_known_answers(n, tile, batch, expected):
     assert val_batches(n, tile, batch) == expected
 
 
+def test_validation_batches_on_the_cpu_are_of_the_training_size_and_near_equal():
+    assert val_batches(27, 256, 4, budget=0) == [(0, 4), (4, 8), (8, 12), (12, 16), (16, 20), (20, 24), (24, 27)]
+    assert val_batches(10, 256, 4, budget=0) == [(0, 4), (4, 8), (8, 10)]
+
+
 def test_augmentation_is_one_symmetry_of_the_square_per_sample():
     cfg = validate(tiny_params(augment_intensity=0.0, augment_gamma=0.0)).run("a")
     x = torch.rand(64, 1, 8, 8)
