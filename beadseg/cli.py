@@ -196,7 +196,7 @@ def cmd_search_propose(args: argparse.Namespace) -> None:
     if not (Path(".") / paths.runs_table()).is_file():
         raise BeadsegError(f"'{paths.runs_table()}' not found: run the search (and its aggregate step) first, so "
                            "proposals can learn from its results")
-    observed, skipped = observations(load_runs(Path(".")), space, fixed)
+    observed, skipped = observations(load_runs(Path(".")), space, fixed, cfg.analysis.rank_by)
     for line in describe(observed, skipped, args.startup):
         print(line, file=sys.stderr)
     points = propose(space, observed, args.n, seed=args.seed, startup=args.startup)

@@ -226,6 +226,7 @@ class AnalysisConfig:
     bootstrap_samples: int = 2000
     bootstrap_seed: int = 0
     gradient_max_tiles: int = 64
+    rank_by: str = "jaccard"
 
 
 @dataclass(frozen=True)

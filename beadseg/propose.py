@@ -36,6 +36,7 @@ import yaml
 from beadseg.config import normalize_numbers, schema
 from beadseg.errors import BeadsegError, ConfigError
 from beadseg.plan import run_id_for
+from beadseg.ranking import rank_value
 
 KINDS = ("log_uniform", "uniform", "int", "choice")
 PREFIX = "tpe"
@@ -113,7 +114,7 @@ def _plain(value: Any) -> Any:
 
 
 def observations(runs: pd.DataFrame, space: Mapping[str, Dimension],
-                 fixed: Mapping[str, Any] | None = None) -> tuple[list[Observation], list[str]]:
+                 fixed: Mapping[str, Any] | None = None, rank_by: str = "jaccard") -> tuple[list[Observation], list[str]]:
     """The finished trials runs.csv holds, and one line per run left out (and why): an early rung, a run
     outside the space, or one whose ``fixed`` settings differ from the proposals'."""
     fixed = fixed or {}
@@ -136,9 +137,9 @@ def observations(runs: pd.DataFrame, space: Mapping[str, Dimension],
             skipped.append(f"{rid}: " + "; ".join([*(f"no {d}" for d in missing),
                                                    *(f"{d}={_plain(row[d])} outside the space" for d in outside)]))
             continue
-        score = row.get("full_val_jaccard")
-        ok = str(row.get("status")) != "diverged" and score is not None and not pd.isna(score)
-        found.append(Observation(rid, {d: _plain(row[d]) for d in space}, float(score) if ok else None))
+        score = rank_value(row.to_dict(), rank_by)  # the score analysis.rank_by names (beadseg.ranking)
+        ok = str(row.get("status")) != "diverged" and score is not None
+        found.append(Observation(rid, {d: _plain(row[d]) for d in space}, score if ok else None))
     return found, skipped
 
 

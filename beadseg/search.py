@@ -19,8 +19,9 @@ Rungs are ordinary entries of params.yaml, so Snakemake and DVC both run them an
   rung (only the weights travel, through model.pt).
 * **early stopping** is off inside every rung but the last (patience = the rung's epochs), so configurations
   are compared at equal budgets; the last rung keeps the configured patience, as the full grid would.
-* **selection** (:func:`select`) after rung k: the score is the full-image validation Jaccard of the
-  run's best model (``full_val_jaccard`` of metrics.json, what the report ranks by); a run whose
+* **selection** (:func:`select`) after rung k: the score is the validation score ``analysis.rank_by`` names
+  (:mod:`beadseg.ranking`; by default the full-image val Jaccard of the run's best model, what the report ranks
+  by); a run whose
   evaluation.json status is degenerate or diverged is dropped; replicates (configurations differing only in
   their seed) form one group, scored by their mean, kept or dropped together (one bad seed drops the group);
   the best ``max(1, n // eta)`` groups of the rung's n survive (:func:`keep_count`). Equal scores are broken
@@ -47,6 +48,7 @@ from beadseg import paths
 from beadseg.config import RUN_ID_PATTERN, Config, SearchConfig, normalize_numbers, schema
 from beadseg.errors import ConfigError
 from beadseg.plan import expand_grid, render_runs_block, replace_block, replace_runs_block
+from beadseg.ranking import rank_value
 
 #: Settings the search writes itself: a search file may not set them (axis, fixed or include).
 SEARCH_KEYS = ("init_from", "epoch_offset", "schedule_epochs")
@@ -258,7 +260,7 @@ def check_matches(search: SearchConfig, spec: SearchSpec, train_defaults: Mappin
 
 @dataclass(frozen=True)
 class Outcome:
-    """What selection needs of one run: evaluation.json's status and metrics.json's full_val_jaccard."""
+    """What selection needs of one run: evaluation.json's status and the metrics.json score that ranks runs."""
 
     status: str
     score: float | None
@@ -269,16 +271,16 @@ class Outcome:
         return self.status not in INVALID_STATUSES and self.score is not None and math.isfinite(self.score)
 
 
-def read_outcome(run_id: str, root: Path = Path(".")) -> Outcome | None:
-    """A run's outcome from its files (None while it has no metrics.json / evaluation.json)."""
+def read_outcome(run_id: str, root: Path = Path("."), rank_by: str = "jaccard") -> Outcome | None:
+    """A run's outcome from its files (None while it has no metrics.json / evaluation.json); its score is the one
+    ``analysis.rank_by`` names (:mod:`beadseg.ranking`)."""
     metrics_path, info_path = root / paths.metrics_file(run_id), root / paths.evaluation_info_file(run_id)
     if not metrics_path.is_file() or not info_path.is_file():
         return None
     metrics, info = json.loads(metrics_path.read_text()), json.loads(info_path.read_text())
     train_path = root / paths.train_info_file(run_id)
     steps = json.loads(train_path.read_text()).get("optimizer_steps") if train_path.is_file() else None
-    score = metrics.get("full_val_jaccard")
-    return Outcome(status=str(info.get("status") or "completed"), score=None if score is None else float(score),
+    return Outcome(status=str(info.get("status") or "completed"), score=rank_value(metrics, rank_by),
                    steps=None if steps is None else int(steps))
 
 
@@ -349,7 +351,7 @@ def rung_states(cfg: Config, root: Path = Path(".")) -> list[RungState]:
     if search is None:
         return []
     return [RungState(rung=k, epochs=search.budgets[k], runs=search.rung_runs(k),
-                      outcomes={r: read_outcome(r, root) for r in search.rung_runs(k)})
+                      outcomes={r: read_outcome(r, root, cfg.analysis.rank_by) for r in search.rung_runs(k)})
             for k in range(len(search.rungs))]
 
 

@@ -269,7 +269,7 @@ def run_search(search_file: str, engine: Engine, root: Path = Path(".")) -> Conf
                 return cfg
             outcomes = {}
             for cid, run_id in zip(search.rungs[k], search.rung_runs(k)):
-                outcome = read_outcome(run_id, root)
+                outcome = read_outcome(run_id, root, cfg.analysis.rank_by)
                 if outcome is None:
                     raise BeadsegError(f"rung {k}: {paths.metrics_file(run_id)} is missing after the engine finished; "
                                        "run the same command again")

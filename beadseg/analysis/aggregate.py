@@ -124,15 +124,21 @@ def outcome_row(run_id: str, metrics: dict[str, Any], params: dict[str, Any],
     return row
 
 
-def rank(runs: pd.DataFrame) -> pd.DataFrame:
-    """Results first, best val Jaccard first; then the runs that are not results (also by score).
+def rank(runs: pd.DataFrame, rank_by: str = "jaccard") -> pd.DataFrame:
+    """Results first, best first by the score ``rank_by`` names (:mod:`beadseg.ranking`, copied into the
+    ``rank_score`` column); then the runs that are not results (also by score). A run without that score sorts
+    last among its kind.
 
     ``rank`` numbers every row in that order, so ranks 1..n_valid are exactly the results. Test scores
     never enter the order: the test split chooses nothing.
     """
+    from beadseg.ranking import rank_value
+
+    runs = runs.copy()
+    runs["rank_score"] = [rank_value(row, rank_by) for row in runs.to_dict(orient="records")]
     invalid = (~stats.result_mask(runs)).astype(int)
-    order = runs.assign(_invalid=invalid).sort_values(["_invalid", "best_val_jaccard"], ascending=[True, False],
-                                                      kind="stable")
+    order = runs.assign(_invalid=invalid).sort_values(["_invalid", "rank_score"], ascending=[True, False],
+                                                      kind="stable", na_position="last")
     ranked = order.drop(columns="_invalid").reset_index(drop=True)
     ranked.insert(1, "rank", range(1, len(ranked) + 1))
     return ranked
@@ -148,7 +154,7 @@ def runs_frame(cfg: Config, root: Path = Path(".")) -> tuple[pd.DataFrame, pd.Da
     aps = ap_keys(k for record in records.values() for k in record)
     rows = [outcome_row(rid, record, record.get("params") or cfg.run(rid).to_dict(), aps)
             for rid, record in records.items()]
-    return rank(pd.DataFrame(rows)), pd.concat(histories, ignore_index=True)
+    return rank(pd.DataFrame(rows), cfg.analysis.rank_by), pd.concat(histories, ignore_index=True)
 
 
 def _num(x: Any) -> float | None:
@@ -277,6 +283,9 @@ def aggregate(cfg: Config, root: Path = Path(".")) -> dict[str, Any]:
     baseline = load_baseline(root)
     runs, histories = runs_frame(cfg, root)
     summary = summarize(runs, baseline)
+    from beadseg.ranking import rank_label
+
+    summary["rank_by"], summary["rank_label"] = cfg.analysis.rank_by, rank_label(cfg.analysis.rank_by, runs.columns)
     write_csv(runs, root / paths.runs_table())
     write_csv(histories, root / paths.histories_table())
     write_json(root / paths.summary_json(), summary)

@@ -193,16 +193,23 @@ def split_scores_section(runs: pd.DataFrame, cfg: Config, test: bool) -> list[st
     valid = stats.valid_runs(runs)
     top = valid.head(cfg.analysis.top_k)
     ap = _first_ap(valid)
-    cols = {"rank": "rank", "run_id": "run", "best_val_jaccard": "val Jaccard (tiles, ranks)",
+    from beadseg.ranking import rank_column, rank_label
+
+    ranks_by = rank_column(cfg.analysis.rank_by, runs.columns)
+    cols = {"rank": "rank", "run_id": "run", "best_val_jaccard": "val Jaccard (tiles)",
             "full_val_jaccard": "val Jaccard", "test_jaccard": "test Jaccard", "bead_f1": "val bead F1",
             "test_bead_f1": "test bead F1"}
     if ap:
         cols.update({ap: f"val {ap_label(ap)}", f"test_{ap}": f"test {ap_label(ap)}"})
+    if ranks_by in cols:
+        cols[ranks_by] += " (ranks)"
     if not test:
         cols = {k: v for k, v in cols.items() if not k.startswith("test_")}
     table = top.reindex(columns=list(cols)).rename(columns=cols)
-    L = [f"## Validation and test scores (top {len(top)})", "", "Ranked by validation (tile-level val Jaccard of "
-         "the best epoch); the other columns are full-image scores of the saved model.", "",
+    L = [f"## Validation and test scores (top {len(top)})", "", f"Ranked by the {rank_label(cfg.analysis.rank_by, runs.columns)} "
+         f"(`analysis.rank_by: {cfg.analysis.rank_by}`); pixel and bead scores side by side. \"Tiles\" is the "
+         "tile-level Jaccard of the best epoch (what picked it); the other columns are full-image scores of the "
+         "saved model.", "",
          markdown_table(table, {"rank": _int, "run": str, **{c: score for c in table.columns[2:]}}), ""]
     if not test:
         return L + ["No test columns: there is no test split, so these runs have validation scores only.", ""]

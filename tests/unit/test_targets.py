@@ -93,14 +93,15 @@ def test_the_target_loss_adds_the_distance_term_on_the_second_channel_only() -> 
 def test_the_crop_sampler_gathers_the_extra_map_with_the_mask() -> None:
     import torch
 
-    from beadseg.sampling import CropSampler, symmetry_table
+    from beadseg.sampling import CropSampler, symmetry_coefficients, symmetry_table
 
     rng = np.random.default_rng(0)
     images = [rng.random(shape).astype(np.float16).astype(np.float32) for shape in ((40, 50), (30, 30))]
     masks = [(im > 0.6).astype(np.uint8) for im in images]
     extra = [m * 0.5 + 0.25 * (im > 0.9) for m, im in zip(masks, images)]
     sampler = CropSampler(images, masks, 16, 0.5, torch.device("cpu"), seed=1, extra=extra)
-    x, y = sampler.draw(8, torch.Generator().manual_seed(3), symmetry_table(True, True, torch.device("cpu")))
+    symmetries = symmetry_coefficients(symmetry_table(True, True, torch.device("cpu")), 16)
+    x, y = sampler.draw(8, torch.Generator().manual_seed(3), symmetries)
     assert x.shape == (8, 1, 16, 16) and y.shape == (8, 2, 16, 16) and y.dtype == torch.float16
     image = x[:, 0].float()
     expected = 0.5 * (image > 0.6).float() + 0.25 * (image > 0.9).float()  # the same pixels, the same symmetry

@@ -17,6 +17,8 @@ rule aggregate:
         "logs/aggregate/aggregate.log",
     conda:
         ENV
+    params:
+        rank_by=CFG.analysis.rank_by,  # which validation score ranks the runs
     shell:
         "beadseg aggregate 2>&1 | tee {log}"
 
