@@ -13,7 +13,8 @@ match predicted objects (:func:`beadseg.instances.label_objects`, ``evaluation.o
 against the true beads: the user's instance labels when the masks carry them, else the connected
 components of the 0/1 mask. AP at each IoU threshold is TP / (TP + FP + FN) pooled over images (the
 StarDist / Cellpose definition). Outputs: ``metrics.json`` (scores only: what ``dvc metrics diff``
-compares), ``evaluation.json`` (status, degenerate reasons, settings, image counts) and ``per_image.csv``.
+compares), ``evaluation.json`` (status, degenerate reasons, settings, image counts), ``per_image.csv`` and
+``predictions.npz`` (each image's predicted beads, :mod:`beadseg.predictions_file`: what the figures draw).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from beadseg.errors import DataError
 from beadseg.fsutil import json_safe, write_json, write_text
 from beadseg.inference import predict_full
 from beadseg.metrics import confusion, dice_from_counts, jaccard_from_counts
+from beadseg.predictions_file import write_predictions
 from beadseg.quality import degenerate_reasons, likely_causes, probability_spread, trivial_scores
 from beadseg.scoring import check_threshold, for_evaluation, label_prediction, mask_probability
 
@@ -128,6 +130,13 @@ def score_images(probabilities: Mapping[str, np.ndarray], truths: Mapping[str, n
     return scores, per_image
 
 
+def predicted_labels(probabilities: Mapping[str, np.ndarray], evaluation: EvaluationConfig) -> dict[str, np.ndarray]:
+    """Each image's predicted beads, labelled exactly as :func:`score_images` labels them (same call, same
+    settings): what predictions.npz keeps so the figures can draw matched / missed / false beads."""
+    return {stem: label_prediction(p, evaluation.threshold, evaluation.objects, evaluation.min_bead_area,
+                                   evaluation.seed_distance, evaluation.core) for stem, p in probabilities.items()}
+
+
 def score_predictions(probabilities: Mapping[str, np.ndarray], truths: Mapping[str, np.ndarray],
                       evaluation: EvaluationConfig | None = None, split: str = "val") -> dict[str, Any]:
     """Pooled scores of one split under that split's names (see :func:`split_names`)."""
@@ -198,6 +207,7 @@ def _evaluate_run(config: Config, run_id: str, threads: int, root: Path, progres
         "chosen_on": "val", "evaluation": evaluation.to_dict(),
     }
     rows: list[dict[str, Any]] = []
+    labels: dict[str, dict[str, np.ndarray]] = {}  # predictions.npz: none for a run that was not scored
     if stop_reason != "diverged" and info.get("best_epoch"):
         model_file = load_model_file(root / paths.model_file(run_id))
         _check_normalization(model_file, root)
@@ -225,6 +235,7 @@ def _evaluate_run(config: Config, run_id: str, threads: int, root: Path, progres
             scores, split_rows = score_images(probs[split], truths[split], evaluation)
             rows += [{"split": split, **r} for r in split_rows]
             metrics.update(split_names(scores, split))
+        labels = {split: predicted_labels(probs[split], evaluation) for split in SPLITS}
         metrics["prob_std"] = probability_spread(mask_probability(p) for p in probs["val"].values())
         metrics["degenerate_reasons"] = degenerate_reasons(
             metrics, trivial_scores(m for _, m in pairs["val"].values()), metrics["prob_std"])
@@ -236,6 +247,7 @@ def _evaluate_run(config: Config, run_id: str, threads: int, root: Path, progres
     metrics["eval_seconds"] = time.perf_counter() - t0
     metrics = json_safe(metrics)
     write_text(root / paths.per_image_file(run_id), per_image_csv(rows, evaluation.iou_thresholds))
+    write_predictions(root / paths.predictions_file(run_id), labels, evaluation.iou_thresholds)
     scores, run_info = split_outputs(metrics)
     write_json(root / paths.evaluation_info_file(run_id), run_info)
     write_json(root / paths.metrics_file(run_id), scores)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,7 +54,9 @@ __all__ = [
     "OBJECT_METHODS",
     "WATERSHED_MIN_DISTANCE_PX",
     "choose_object_method",
+    "ObjectMatch",
     "label_objects",
+    "match_objects",
     "object_scores",
     "pool_scores",
     "relabel",
@@ -249,6 +252,65 @@ def _greedy_match(t_idx: np.ndarray, p_idx: np.ndarray, iou: np.ndarray, thresho
     return np.asarray(keep, dtype=np.int64)
 
 
+def _overlaps(true_labels: np.ndarray, pred_labels: np.ndarray) -> tuple[Any, ...]:
+    """(true_lab, pred_lab relabelled 1..n, n_true, n_pred, t_idx, p_idx, inter, area_t, area_p, iou of each pair)."""
+    t_raw, p_raw = _to_numpy(true_labels), _to_numpy(pred_labels)
+    if t_raw.shape != p_raw.shape:
+        raise ValueError(f"true_labels and pred_labels shapes differ: {t_raw.shape} vs {p_raw.shape}")
+    true_lab, pred_lab = relabel(t_raw), relabel(p_raw)
+    n_true, n_pred = int(true_lab.max(initial=0)), int(pred_lab.max(initial=0))
+    t_idx, p_idx, inter, area_t, area_p = _pairs(true_lab, n_true, pred_lab, n_pred)
+    iou = inter / (area_t[t_idx] + area_p[p_idx] - inter) if inter.size else inter.astype(float)
+    return true_lab, pred_lab, n_true, n_pred, t_idx, p_idx, inter, area_t, area_p, iou
+
+
+@dataclass(frozen=True)
+class ObjectMatch:
+    """Which beads :func:`object_scores` matched at one IoU threshold, by id in the relabelled images.
+
+    ``true_labels`` / ``pred_labels`` are the inputs relabelled 1..n (int32), ``pairs`` the matched
+    (true id, pred id) rows (shape (TP, 2)). Missed = true ids not in ``pairs``, false = predicted ids not in it.
+    """
+
+    true_labels: np.ndarray
+    pred_labels: np.ndarray
+    pairs: np.ndarray
+    iou_threshold: float
+
+    @property
+    def n_true(self) -> int:
+        return int(self.true_labels.max(initial=0))
+
+    @property
+    def n_pred(self) -> int:
+        return int(self.pred_labels.max(initial=0))
+
+    @property
+    def missed(self) -> np.ndarray:
+        """True ids without a match (FN), ascending."""
+        return np.setdiff1d(np.arange(1, self.n_true + 1), self.pairs[:, 0])
+
+    @property
+    def false(self) -> np.ndarray:
+        """Predicted ids without a match (FP), ascending."""
+        return np.setdiff1d(np.arange(1, self.n_pred + 1), self.pairs[:, 1])
+
+    def counts(self) -> tuple[int, int, int]:
+        """(TP, FP, FN): ``object_scores``' ``tp_k``, ``fp_k``, ``fn_k`` at this threshold."""
+        tp = int(self.pairs.shape[0])
+        return tp, self.n_pred - tp, self.n_true - tp
+
+
+def match_objects(true_labels: np.ndarray, pred_labels: np.ndarray, iou_threshold: float = 0.5) -> ObjectMatch:
+    """The one-to-one matching :func:`object_scores` counts at ``iou_threshold`` (same table, same greedy rule):
+    which predicted bead matched which true bead, for drawing matched / missed / false beads."""
+    (threshold,) = _check_thresholds((iou_threshold,))
+    true_lab, pred_lab, _, _, t_idx, p_idx, _, _, _, iou = _overlaps(true_labels, pred_labels)
+    keep = _greedy_match(t_idx, p_idx, iou, threshold)
+    pairs = np.stack([t_idx[keep], p_idx[keep]], axis=1).astype(np.int64).reshape(-1, 2)
+    return ObjectMatch(true_lab, pred_lab, pairs, threshold)
+
+
 def _ratios(tp: int, n_true: int, n_pred: int) -> tuple[float, float, float]:
     """(precision, recall, f1) with the empty-set conventions of ``object_scores``."""
     precision = tp / n_pred if n_pred else 1.0
@@ -277,13 +339,7 @@ def object_scores(true_labels: np.ndarray, pred_labels: np.ndarray,
     shapes differ.
     """
     ts = _check_thresholds(iou_thresholds)
-    t_raw, p_raw = _to_numpy(true_labels), _to_numpy(pred_labels)
-    if t_raw.shape != p_raw.shape:
-        raise ValueError(f"true_labels and pred_labels shapes differ: {t_raw.shape} vs {p_raw.shape}")
-    true_lab, pred_lab = relabel(t_raw), relabel(p_raw)
-    n_true, n_pred = int(true_lab.max(initial=0)), int(pred_lab.max(initial=0))
-    t_idx, p_idx, inter, area_t, area_p = _pairs(true_lab, n_true, pred_lab, n_pred)
-    iou = inter / (area_t[t_idx] + area_p[p_idx] - inter) if inter.size else inter.astype(float)
+    _, _, n_true, n_pred, t_idx, p_idx, inter, area_t, area_p, iou = _overlaps(true_labels, pred_labels)
 
     out: dict[str, Any] = {"n_true": n_true, "n_pred": n_pred}
     matched: dict[float, np.ndarray] = {}

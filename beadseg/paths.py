@@ -77,6 +77,12 @@ def per_image_file(run_id: str) -> Path:
     return run_dir(run_id) / "per_image.csv"
 
 
+def predictions_file(run_id: str) -> Path:
+    """Each val and test image's predicted beads (instance labels, :mod:`beadseg.predictions_file`): written by
+    evaluate, drawn by the figures step (fig9)."""
+    return run_dir(run_id) / "predictions.npz"
+
+
 def checkpoint_file(run_id: str) -> Path:
     """Last finished epoch, for resuming; not a pipeline output, removed when the run completes."""
     return run_dir(run_id) / "resume" / "last.pt"

@@ -25,7 +25,8 @@ def _known() -> dict[str, str]:
         "tiles_manifest": [paths.tiles_manifest(SIZE)],  # type: ignore[arg-type]
         "tiles_dir": [paths.tiles_dir(SIZE), paths.TILES_DIR],  # type: ignore[arg-type]
         "run files": [f(RUN) for f in (paths.model_file, paths.history_file, paths.metrics_file,
-                                       paths.train_info_file, paths.per_image_file, paths.evaluation_info_file)],
+                                       paths.train_info_file, paths.per_image_file, paths.evaluation_info_file,
+                                       paths.predictions_file)],
         "summary": [paths.fingerprint_file(), paths.baseline_file(), paths.runs_table(), paths.summary_json(),
                     paths.histories_table()],
         "report": [paths.report_file(), paths.math_summary_file(), paths.complete_file(), paths.next_search_file(),
@@ -69,7 +70,7 @@ def test_every_path_in_dvc_yaml_is_one_of_paths_py():
 
 def test_both_engines_declare_every_per_run_and_summary_file():
     must = {str(f(RUN)) for f in (paths.model_file, paths.history_file, paths.metrics_file, paths.train_info_file,
-                                  paths.per_image_file, paths.evaluation_info_file)}
+                                  paths.per_image_file, paths.evaluation_info_file, paths.predictions_file)}
     must |= {str(p) for p in (paths.fingerprint_file(), paths.baseline_file(), paths.runs_table(),
                               paths.summary_json(), paths.histories_table(), paths.report_file(),
                               paths.math_summary_file(), paths.complete_file(), paths.next_search_file(),

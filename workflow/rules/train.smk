@@ -53,6 +53,7 @@ rule evaluate:
         metrics="results/runs/{run}/metrics.json",
         info="results/runs/{run}/evaluation.json",
         per_image="results/runs/{run}/per_image.csv",
+        predictions="results/runs/{run}/predictions.npz",
     log:
         "logs/evaluate/{run}.log",
     benchmark:
