@@ -13,4 +13,5 @@ FIGURES: tuple[str, ...] = (
     "fig6_loss_function_mathematics.png",
     "fig7_pixel_gradient_analysis.png",
     "fig8_budget_vs_score.png",
+    "fig9_predictions.png",
 )

@@ -1,8 +1,9 @@
-"""The eight analysis figures, one function each: they only draw. fig1 and fig3-fig5 draw runs.csv / histories.csv
+"""The nine analysis figures, one function each: they only draw. fig1 and fig3-fig5 draw runs.csv / histories.csv
 (and fig1 the threshold baseline, results/summary/baseline.json); fig2 (matched effects), fig6 and fig7 draw
 the numbers ``beadseg measure`` wrote to results/report/analysis_numbers.json (:mod:`beadseg.analysis.numbers`);
 fig8 draws a halving search's ladder from that file (or, for a grid, each run's score against its
-optimizer steps). Nothing here is written for the report.
+optimizer steps); fig9 draws the best run's predicted beads from the files its evaluate step wrote
+(:mod:`beadseg.analysis.predictions` reads and matches them). Nothing here is written for the report.
 
 Only the runs that are results are drawn (:func:`beadseg.analysis.stats.valid_runs`): a degenerate or
 diverged run never appears as a bar, a dot or a "best" anywhere; each figure says how many runs it
@@ -646,11 +647,61 @@ def fig_pixel_gradients(numbers: dict[str, Any], target: Path) -> Path:
     return save(fig, target)
 
 
+# --------------------------------------------------------------------------- fig9
+
+
+def fig_predictions(runs: pd.DataFrame, root: Path, target: Path) -> Path:
+    """The best run's predicted beads on up to three test images (val without test), from the files evaluate
+    wrote (:mod:`beadseg.analysis.predictions`): each image plain and with matched / missed / false beads."""
+    from beadseg.analysis import predictions
+    from beadseg.analysis.splits import ap_label
+    from beadseg.errors import DataError
+
+    title = "Predictions of the best run"
+    valid = stats.valid_runs(runs)
+    if valid.empty:
+        return message_figure(runs, title, target)
+    try:
+        view = predictions.prediction_view(str(valid.iloc[0]["run_id"]), root)
+    except DataError as exc:
+        fig, ax = plt.subplots(figsize=(7.5, 3.2))
+        _message(ax, f"Nothing to draw: {exc}")
+        ax.set_title(title)
+        return save(fig, target)
+    n = len(view.panels)
+    side = 4.2 * min(1.0, max(p.image.shape[0] / p.image.shape[1] for p in view.panels))
+    fig, axs = plt.subplots(n, 2, figsize=(9, 0.6 + side * n + 0.4), squeeze=False)
+    label = ap_label(view.ap_key)
+    for row, panel in zip(axs, view.panels):
+        row[0].imshow(panel.image, cmap="gray", vmin=float(np.percentile(panel.image, 1)),
+                      vmax=float(np.percentile(panel.image, 99.8)), interpolation="nearest")
+        row[0].set_title(f"{panel.split} image {panel.stem}" + ("  (worst AP)" if panel.worst else ""),
+                         fontsize=9, fontweight="bold" if panel.worst else "normal")
+        row[1].imshow(predictions.overlay(panel.image, panel.match), interpolation="nearest")
+        c = panel.counts()
+        row[1].set_title(f"{label} {panel.ap:.3f}: {c['matched']} matched, {c['missed']} missed, "
+                         f"{c['false']} false", fontsize=9)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    handles = [Patch(facecolor=predictions.COLOURS[k], edgecolor="0.3", label=text) for k, text in (
+        ("true", "true outline (matched bead)"), ("matched", "predicted outline (matched)"),
+        ("missed", "missed: true bead, no match"), ("false", "false: predicted, no true bead"))]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    shown = "" if n == view.n_images else f", {n} of {view.n_images} shown (worst, median and best AP)"
+    fig.suptitle(f"Best run {_short(view.run_id, 40)} on its {view.split} images{shown}: beads matched one-to-one "
+                 f"at IoU ≥ {label[3:]}, as in per_image.csv\nworst {label}: {view.worst_stem} "
+                 f"({view.worst_ap:.3f})", fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return save(fig, target)
+
+
 # --------------------------------------------------------------------------- all
 
 
 def make_figures(cfg: Config, root: Path = Path(".")) -> list[Path]:
-    """Draw the eight figures from runs.csv, histories.csv, baseline.json and the analysis numbers file."""
+    """Draw the nine figures from runs.csv, histories.csv, baseline.json, the analysis numbers file and (fig9) the
+    best run's predictions.npz and per_image.csv with its split's images."""
     runs = load_runs(root)
     histories = pd.read_csv(root / paths.histories_table())
     baseline = load_baseline(root)
@@ -665,4 +716,5 @@ def make_figures(cfg: Config, root: Path = Path(".")) -> list[Path]:
         fig_loss_mathematics(numbers, out / FIGURES[5]),
         fig_pixel_gradients(numbers, out / FIGURES[6]),
         fig_budget_vs_score(runs, numbers, out / FIGURES[7]),
+        fig_predictions(runs, root, out / FIGURES[8]),
     ]

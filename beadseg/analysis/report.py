@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from beadseg import paths
-from beadseg.analysis import FIGURES, recommend, sections, splits
+from beadseg.analysis import FIGURES, predictions, recommend, sections, splits, stats
 from beadseg.analysis.aggregate import load_runs
 from beadseg.analysis.inputs import load_baseline, load_fingerprint
 from beadseg.analysis.numbers import effect_numbers, load_numbers
@@ -65,11 +65,13 @@ def failed_body(runs: pd.DataFrame, cfg: Config, baseline: dict[str, Any], recs:
 
 def results_body(runs: pd.DataFrame, histories: pd.DataFrame, numbers: dict[str, Any], cfg: Config,
                  baseline: dict[str, Any], recs: list[recommend.Recommendation], next_runs: int,
-                 mask_kind: str | None = None) -> list[str]:
-    """Every section about the runs that are results (each says which runs it left out)."""
+                 mask_kind: str | None = None, prediction_lines: list[str] | None = None) -> list[str]:
+    """Every section about the runs that are results (each says which runs it left out). ``prediction_lines``:
+    fig9 and the best run's worst-AP image (:func:`beadseg.analysis.predictions.report_lines`)."""
     test = splits.has_test(runs, baseline)
     return (section_top(runs, cfg, baseline) + splits.split_scores_section(runs, cfg, test)
-            + splits.object_section(runs, mask_kind, test) + section_impact(runs, effect_numbers(numbers))
+            + splits.object_section(runs, mask_kind, test) + (prediction_lines or [])
+            + section_impact(runs, effect_numbers(numbers))
             + section_curves(runs, histories)
             + section_loss_doc(runs, cfg) + section_math(numbers) + section_convergence(runs, cfg)
             + section_search(numbers)
@@ -79,7 +81,8 @@ def results_body(runs: pd.DataFrame, histories: pd.DataFrame, numbers: dict[str,
 
 def report_text(runs: pd.DataFrame, histories: pd.DataFrame, numbers: dict[str, Any], cfg: Config,
                 recs: list[recommend.Recommendation], next_runs: int, baseline: dict[str, Any] | None = None,
-                fingerprint: dict[str, Any] | None = None, manifest: dict[str, Any] | None = None) -> str:
+                fingerprint: dict[str, Any] | None = None, manifest: dict[str, Any] | None = None,
+                prediction_lines: list[str] | None = None) -> str:
     """REPORT.md: the opening, which numbers are which, the data, then the results (or the failure)."""
     baseline, fingerprint, manifest = baseline or {}, fingerprint or {}, manifest or {}
     L = intro(cfg) + executive_summary(runs, cfg, baseline, fingerprint, manifest)
@@ -89,7 +92,7 @@ def report_text(runs: pd.DataFrame, histories: pd.DataFrame, numbers: dict[str, 
         L += failed_body(runs, cfg, baseline, recs, next_runs)
     else:
         L += results_body(runs, histories, numbers, cfg, baseline, recs, next_runs,
-                          splits.mask_kind(manifest, fingerprint))
+                          splits.mask_kind(manifest, fingerprint), prediction_lines)
     return "\n".join(L) + "\n"
 
 
@@ -107,6 +110,9 @@ def write_report(cfg: Config, root: Path = Path(".")) -> Path:
     write_text(rdir / NEXT_SEARCH, recommend.render_next_search(spec, recs, len(table), failed=failed))
     write_text(rdir / MATH_SUMMARY, math_text(numbers, runs))
     target = root / paths.report_file()
-    write_text(target, report_text(runs, histories, numbers, cfg, recs, len(table), baseline, fingerprint, manifest))
+    shown = None if failed else predictions.report_lines(
+        predictions.worst_image(str(stats.valid_runs(runs).iloc[0]["run_id"]), root), FIGURES[8])
+    write_text(target, report_text(runs, histories, numbers, cfg, recs, len(table), baseline, fingerprint, manifest,
+                                   shown))
     write_text(rdir / COMPLETE, complete_text(root, runs, recs, numbers, baseline))
     return target

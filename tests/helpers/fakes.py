@@ -2,9 +2,11 @@
 
 A fake project has params.yaml, data/split/{train,val,test}.npz (small images of discs; the test split
 may be empty), split.json and the tiles of every tile size (data/tiles/t<size>/, cut by ``beadseg tile``'s
-own function), per run results/runs/<id>/{train.json, metrics.json, history.csv, model.pt}
-with made-up but consistent numbers (train.json as ``beadseg train`` writes it, metrics.json with the
-val and test scores ``beadseg evaluate`` writes) and a real (untrained, seeded) tiny U-Net saved with
+own function), per run results/runs/<id>/{train.json, metrics.json, history.csv, model.pt, per_image.csv,
+predictions.npz} with made-up but consistent numbers (train.json as ``beadseg train`` writes it, metrics.json
+with the val and test scores ``beadseg evaluate`` writes; per_image.csv and predictions.npz scored and
+labelled by the evaluate step's own functions from a made-up prediction, :func:`fake_predictions`) and a
+real (untrained, seeded) tiny U-Net saved with
 :func:`beadseg.checkpoint.save_model_file`, and results/summary/{baseline.json, fingerprint.json}, so
 every analysis step runs on it in well under a second.
 
@@ -182,6 +184,33 @@ def write_splits(root: Path, image_size: int, n_test: int, mask_kind: str) -> No
     (root / paths.split_manifest()).write_text(json.dumps(manifest))
 
 
+def fake_predictions(root: Path, rid: str, thresholds: tuple[float, ...], scored: bool = True) -> None:
+    """per_image.csv and predictions.npz as the evaluate step writes them (its own scoring and labelling), for a
+    made-up prediction of every val and test image: the true beads less the first, and a false disc in a
+    corner. An unscored run gets a header-only csv and a file without images, as the real step writes."""
+    from beadseg.config import EvaluationConfig
+    from beadseg.evaluate import per_image_csv, predicted_labels, score_images
+    from beadseg.instances import true_objects
+    from beadseg.predictions_file import write_predictions
+
+    evaluation = EvaluationConfig(objects="components", iou_thresholds=thresholds)
+    rows: list[dict[str, Any]] = []
+    labels: dict[str, dict[str, np.ndarray]] = {}
+    for split in ("val", "test") if scored else ():
+        with np.load(root / paths.split_file(split)) as z:
+            truths = {k[len("mask__"):]: z[k] for k in z.files if k.startswith("mask__")}
+        probs = {}
+        for stem, mask in truths.items():
+            pred = (true_objects(mask) > 1).astype(np.float32)
+            pred[2:8, 2:8] = 1.0
+            probs[stem] = pred
+        _, split_rows = score_images(probs, truths, evaluation)
+        rows += [{"split": split, **r} for r in split_rows]
+        labels[split] = predicted_labels(probs, evaluation)
+    (root / paths.per_image_file(rid)).write_text(per_image_csv(rows, thresholds))
+    write_predictions(root / paths.predictions_file(rid), labels, thresholds)
+
+
 def fake_run(root: Path, rid: str, spec: dict[str, Any], tc: TrainConfig, masks: list[np.ndarray], n_test: int,
              thresholds: tuple[float, ...]) -> None:
     """train.json, history.csv, metrics.json and model.pt of one fake run."""
@@ -219,6 +248,7 @@ def fake_run(root: Path, rid: str, spec: dict[str, Any], tc: TrainConfig, masks:
     scores, run_info = split_outputs(metrics)  # as beadseg evaluate writes them
     (root / paths.metrics_file(rid)).write_text(json.dumps(scores))
     (root / paths.evaluation_info_file(rid)).write_text(json.dumps(run_info))
+    fake_predictions(root, rid, thresholds, scored=stop != "diverged" and bool(best_epoch))
     torch.manual_seed(len(rid))
     save_model_file(root / paths.model_file(rid), run_id=rid, config=tc, state_dict=make_model(tc).state_dict(),
                     normalization=NORMALIZATION, epoch=best_epoch, best_val_jaccard=best)

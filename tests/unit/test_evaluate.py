@@ -80,6 +80,29 @@ def test_evaluate_scores_val_and_test_apart(trained):
     assert len(per_image) == 1 + len(split["val"]) + len(split["test"])
 
 
+def test_evaluate_saves_each_images_predicted_beads_as_its_per_image_scores_count_them(trained):
+    import pandas as pd
+
+    from beadseg.analysis.predictions import per_image_counts
+    from beadseg.data.prepare import load_split_objects
+    from beadseg.instances import match_objects, true_objects
+    from beadseg.predictions_file import read_predictions
+
+    root, cfg = trained
+    evaluate_run(cfg, "a", root=root, progress=False)
+    saved = read_predictions(root / paths.predictions_file("a"), "a")
+    rows = pd.read_csv(root / paths.per_image_file("a"), dtype={"image": str})
+    assert sorted((s, stem) for s, images in saved.labels.items() for stem in images) == \
+        sorted(zip(rows["split"], rows["image"]))
+    assert saved.iou_thresholds == tuple(cfg.evaluation.iou_thresholds)
+    for row in rows.itertuples():
+        labels = saved.labels[row.split][row.image]
+        assert labels.dtype == np.uint16
+        match = match_objects(true_objects(load_split_objects(row.split, root)[row.image]), labels,
+                              saved.iou_thresholds[0])
+        assert match.counts() == per_image_counts(row._asdict()) and match.n_pred == row.n_pred
+
+
 def test_evaluate_refuses_a_model_trained_on_differently_normalised_images(trained, tmp_path):
     root, cfg = trained
     manifest = root / paths.split_manifest()

@@ -49,6 +49,12 @@ rule figures:
         histories="results/summary/histories.csv",
         baseline="results/summary/baseline.json",
         numbers="results/report/analysis_numbers.json",
+        # fig9: the best run's predicted beads and per-image scores (every run's: the best is known only from
+        # runs.csv) on its split's images
+        predictions=expand("results/runs/{run}/predictions.npz", run=RUN_IDS),
+        per_image=expand("results/runs/{run}/per_image.csv", run=RUN_IDS),
+        val="data/split/val.npz",
+        test="data/split/test.npz",
     output:
         [
             report(
@@ -83,6 +89,7 @@ rule report:
         fingerprint="results/summary/fingerprint.json",
         baseline="results/summary/baseline.json",
         split="data/split/split.json",
+        per_image=expand("results/runs/{run}/per_image.csv", run=RUN_IDS),  # the best run's worst-AP image
         figures=expand("results/report/figures/{name}", name=FIGURES),
     output:
         report=report(
