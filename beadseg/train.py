@@ -330,22 +330,25 @@ class TileSet:
         return self.images.shape[0]
 
 
-def distance_targets(cfg: TrainConfig, root: Path) -> list[np.ndarray]:
+def distance_targets(cfg: TrainConfig, root: Path, progress: bool = True) -> list[np.ndarray]:
     """Each training image's normalised per-bead distance map (``target`` mask_distance), in the order of
-    :func:`load_split`. Refused, with one line, when no training mask carries instance labels: in a 0/1 mask
-    touching beads are one object, and the map would teach the network to merge them."""
+    :func:`load_split`, made from the beads the scores count: the instance labels where the masks carry them,
+    else the connected components of the 0/1 mask (then touching beads stay one object, exactly as every bead
+    score counts them; one line says so)."""
     from beadseg.data.io import is_instance_labels
+    from beadseg.instances import true_objects
     from beadseg.targets import instance_distance
 
     labels = load_split_objects("train", root)
-    if not any(is_instance_labels(lab) for lab in labels.values()):
-        raise TrainingError(f"train.target {cfg.target} needs instance-label masks (one id per bead) to learn where "
-                            "touching beads end, but the training masks are 0/1: use target mask, or masks with one "
-                            "id per bead")
-    return [instance_distance(labels[stem]) for stem in sorted(labels)]
+    if progress and not any(is_instance_labels(lab) for lab in labels.values()):
+        print(f"train: target {cfg.target} on 0/1 masks: each connected component is one bead (touching beads stay "
+              "one object, as the bead scores count them); masks with one id per bead would teach where they part",
+              file=sys.stderr)
+    return [instance_distance(true_objects(labels[stem])) for stem in sorted(labels)]
 
 
-def build_samplers(cfg: TrainConfig, root: Path, device: torch.device) -> tuple[dict[int, Sampler], dict[str, Any]]:
+def build_samplers(cfg: TrainConfig, root: Path, device: torch.device,
+                   progress: bool = True) -> tuple[dict[int, Sampler], dict[str, Any]]:
     """The run's training samplers (one per tile size) and a description of the data they draw from."""
     if cfg.sampler == "tiles":
         sets = {s: TileSet.load(s, "train", root, device) for s in cfg.tile_sizes}
@@ -354,7 +357,7 @@ def build_samplers(cfg: TrainConfig, root: Path, device: torch.device) -> tuple[
     train = load_split("train", root)
     images = [image for image, _ in train.values()]
     masks = [mask for _, mask in train.values()]
-    extra = distance_targets(cfg, root) if cfg.target == "mask_distance" else None
+    extra = distance_targets(cfg, root, progress) if cfg.target == "mask_distance" else None
     nbytes = sum(im.size * (5 if extra is None else 7) for im in images)  # float16 image, uint8 mask, float16 extra
     data_device = device if _fits_on(device, nbytes) else torch.device("cpu")
     samplers: dict[int, Sampler] = {
@@ -382,7 +385,7 @@ class Trainer:
         self.channels_last = cfg.channels_last
         self.amp = amp_dtype(self.device) if cfg.amp else None
         self.train_jaccard = float("nan")  # of the last epoch trained (train_epoch sets it)
-        self.samplers, self.data = build_samplers(cfg, root, self.device)
+        self.samplers, self.data = build_samplers(cfg, root, self.device, progress)
         self.val_set = TileSet.load(cfg.tile_size, "val", root, self.device)
         self._prepare_validation()
         torch.manual_seed(cfg.seed)

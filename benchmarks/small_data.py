@@ -141,10 +141,12 @@ def main() -> None:
                       f"full-image Jaccard {run['full_val_jaccard']:.3f}  bead F1 {run['bead_f1']:.3f}", flush=True)
             if r["objects"]:
                 o = r["objects"]
+                how = o["chosen_as"]
+                detail = (f"core {how['core']:g}" if how["objects"] == "distance" else
+                          f"seeds {how['seed_distance']} px" if how["objects"] == "watershed" else "")
                 print(f"  bead AP@0.5 of the best run on {o['split']}: chosen on val {o['chosen']:.3f} "
-                      f"({o['chosen_as']['objects']}, seeds {o['chosen_as']['seed_distance']} px, threshold "
-                      f"{o['chosen_as']['threshold']:g}) | components {o['components']:.3f} | watershed "
-                      f"{o['watershed']:.3f}", flush=True)
+                      f"({how['objects']}{', ' + detail if detail else ''}, threshold {how['threshold']:g}) | "
+                      f"components {o['components']:.3f} | watershed {o['watershed']:.3f}", flush=True)
             best = r["best_full_val_jaccard"]
             print(f"  best: {r['best_run_id']} ({best:.3f})" if best is not None else "  best: none (search failed)")
             for w in r["warnings"]:

@@ -144,11 +144,23 @@ def test_a_distance_run_trains_evaluates_and_predicts_through_the_cli(tmp_path, 
     assert f",{record['objects']}," in (tmp_path / "pred/summary.csv").read_text()
 
 
-def test_a_distance_target_on_binary_masks_is_refused_in_one_line(tmp_path, monkeypatch, capsys) -> None:  # noqa: ANN001
-    from beadseg import cli
+def test_a_distance_target_on_binary_masks_is_made_from_components_and_says_so(tmp_path, monkeypatch,  # noqa: ANN001
+                                                                              capsys) -> None:  # noqa: ANN001
+    """0/1 masks define beads as connected components (that is what every bead score counts), so the distance
+    map is made from them: honest, and one line says touching beads stay one object."""
+    from beadseg.config import load_config
+    from beadseg.data.prepare import load_split_objects
+    from beadseg.instances import true_objects
+    from beadseg.targets import instance_distance
+    from beadseg.train import distance_targets
 
     monkeypatch.chdir(tmp_path)
     _tiny_distance_project(tmp_path, instance_labels=False)
-    assert cli.main(["-q", "train", "--run", "a", "--threads", "1"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "needs instance-label masks" in err and "use target mask" in err
+    cfg = load_config("params.yaml").run("a")
+    maps = distance_targets(cfg, tmp_path)
+    masks = load_split_objects("train", tmp_path)
+    for got, stem in zip(maps, sorted(masks)):
+        np.testing.assert_array_equal(got, instance_distance(true_objects(masks[stem])))
+        assert got.max() == pytest.approx(1.0)
+    err = capsys.readouterr().err
+    assert "on 0/1 masks: each connected component is one bead" in err
