@@ -18,7 +18,7 @@ rule aggregate:
     conda:
         ENV
     params:
-        rank_by=CFG.analysis.rank_by,  # which validation score ranks the runs
+        settings=ANALYSIS_SETTINGS,  # rank_by (which validation score ranks the runs); as dvc.yaml: the section
     shell:
         "beadseg aggregate 2>&1 | tee {log}"
 
@@ -38,7 +38,7 @@ rule measure:
     conda:
         ENV
     params:
-        max_tiles=CFG.analysis.gradient_max_tiles,
+        settings=ANALYSIS_SETTINGS,  # gradient_max_tiles; as dvc.yaml: the whole section (no file must carry a key)
     shell:
         "beadseg measure 2>&1 | tee {log}"
 
