@@ -204,7 +204,7 @@ class EvaluationConfig:
     #: objects auto: extra thresholds, the watershed seed distances, distance cores and extra minimum areas tried
     auto_thresholds: tuple[float, ...] = ()
     auto_seed_distances: tuple[int, ...] = (2, 3, 5)
-    auto_cores: tuple[float, ...] = (0.4, 0.5, 0.6)
+    auto_cores: tuple[float, ...] = (0.4, 0.5, 0.6, 0.7)
     auto_min_bead_areas: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
