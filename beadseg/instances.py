@@ -48,7 +48,7 @@ from skimage.segmentation import watershed as _sk_watershed
 
 from beadseg.data.io import is_instance_labels
 from beadseg.errors import ConfigError
-from beadseg.metrics import _label_components, _to_numpy, equivalent_diameter
+from beadseg.metrics import equivalent_diameter, label_components, to_numpy
 
 __all__ = [
     "OBJECT_METHODS",
@@ -86,7 +86,7 @@ WATERSHED_MIN_DISTANCE_PX: int = 3
 # --------------------------------------------------------------------------- labelling
 def _ints(labels: Any, what: str) -> np.ndarray:
     """Integer view of a label image; bools become 0/1, integral floats are accepted."""
-    a = _to_numpy(labels)
+    a = to_numpy(labels)
     if a.dtype == np.bool_:
         return a.astype(np.int32)
     if np.issubdtype(a.dtype, np.floating):
@@ -134,7 +134,7 @@ def _drop_small(labels: np.ndarray, min_area: int) -> np.ndarray:
 
 def _components(mask: np.ndarray, min_area: int) -> np.ndarray:
     """4-connected (face-connected in n-D) components, small ones dropped, int32 1..n."""
-    lab, _ = _label_components(mask, connectivity=1, min_area=min_area)
+    lab, _ = label_components(mask, connectivity=1, min_area=min_area)
     return lab.astype(np.int32, copy=False)
 
 
@@ -183,7 +183,7 @@ def label_objects(prob: np.ndarray, threshold: float = 0.5, method: str = "compo
         )
     if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 0:
         raise ValueError(f"min_area must be an integer >= 0, got {min_area!r}")
-    p = _to_numpy(prob)
+    p = to_numpy(prob)
     mask = p if p.dtype == np.bool_ else p > threshold
     if method == "components":
         return _components(mask, int(min_area))
@@ -254,7 +254,7 @@ def _greedy_match(t_idx: np.ndarray, p_idx: np.ndarray, iou: np.ndarray, thresho
 
 def _overlaps(true_labels: np.ndarray, pred_labels: np.ndarray) -> tuple[Any, ...]:
     """(true_lab, pred_lab relabelled 1..n, n_true, n_pred, t_idx, p_idx, inter, area_t, area_p, iou of each pair)."""
-    t_raw, p_raw = _to_numpy(true_labels), _to_numpy(pred_labels)
+    t_raw, p_raw = to_numpy(true_labels), to_numpy(pred_labels)
     if t_raw.shape != p_raw.shape:
         raise ValueError(f"true_labels and pred_labels shapes differ: {t_raw.shape} vs {p_raw.shape}")
     true_lab, pred_lab = relabel(t_raw), relabel(p_raw)
