@@ -97,16 +97,22 @@ def predict_images(model: torch.nn.Module, images: Mapping[str, np.ndarray], til
 
 
 def score_images(probabilities: Mapping[str, np.ndarray], truths: Mapping[str, np.ndarray],
-                 evaluation: EvaluationConfig) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                 evaluation: EvaluationConfig,
+                 labels: Mapping[str, np.ndarray] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Pooled scores (generic names) and one row per image of one split.
 
-    ``truths`` maps each stem to its ground truth: an instance label image, or a 0/1 mask.
+    ``truths`` maps each stem to its ground truth: an instance label image, or a 0/1 mask. ``labels``: the
+    predicted beads when the caller has them already (:func:`predicted_labels` of the same predictions and
+    settings); else they are labelled here.
     """
     from beadseg.instances import object_scores, pool_scores, true_objects
+    from beadseg.scoring import OBJECT_METHODS
 
-    if evaluation.objects not in ("components", "watershed", "distance"):
+    if evaluation.objects not in OBJECT_METHODS:
         raise ValueError(f"score_images needs a resolved object method, got {evaluation.objects!r} "
                          "(resolve 'auto' with beadseg.scoring.for_evaluation first)")
+    if labels is None:
+        labels = predicted_labels(probabilities, evaluation)
     tp = fp = fn = 0
     per_image: list[dict[str, Any]] = []
     object_rows: list[dict[str, Any]] = []
@@ -114,9 +120,7 @@ def score_images(probabilities: Mapping[str, np.ndarray], truths: Mapping[str, n
         prediction, truth = probabilities[stem], truths[stem]  # (H, W), or (C, H, W) with more outputs
         a, b, c = confusion(mask_probability(prediction) > evaluation.threshold, np.asarray(truth) > 0)
         tp, fp, fn = tp + a, fp + b, fn + c
-        pred_labels = label_prediction(prediction, evaluation.threshold, evaluation.objects,
-                                       evaluation.min_bead_area, evaluation.seed_distance, evaluation.core)
-        objects = object_scores(true_objects(truth), pred_labels, evaluation.iou_thresholds)
+        objects = object_scores(true_objects(truth), labels[stem], evaluation.iou_thresholds)
         object_rows.append(objects)
         per_image.append({"image": stem, "jaccard": jaccard_from_counts(a, b, c), "dice": dice_from_counts(a, b, c),
                           **{k: objects[k] for k in PER_IMAGE_FIELDS[4:]},
@@ -231,11 +235,11 @@ def _evaluate_run(config: Config, run_id: str, threads: int, root: Path, progres
         metrics["objects"] = evaluation.objects
         metrics["objects_chosen"] = ("auto: on this run's validation predictions" if config.evaluation.objects == "auto"
                                      else "set")
+        labels = {split: predicted_labels(probs[split], evaluation) for split in SPLITS}  # once: scored and kept
         for split in SPLITS:
-            scores, split_rows = score_images(probs[split], truths[split], evaluation)
+            scores, split_rows = score_images(probs[split], truths[split], evaluation, labels[split])
             rows += [{"split": split, **r} for r in split_rows]
             metrics.update(split_names(scores, split))
-        labels = {split: predicted_labels(probs[split], evaluation) for split in SPLITS}
         metrics["prob_std"] = probability_spread(mask_probability(p) for p in probs["val"].values())
         metrics["degenerate_reasons"] = degenerate_reasons(
             metrics, trivial_scores(m for _, m in pairs["val"].values()), metrics["prob_std"])

@@ -35,9 +35,9 @@ from beadseg.devices import amp_dtype, lease_device, set_threads
 from beadseg.errors import ConfigError, DataError
 from beadseg.fsutil import write_text
 from beadseg.inference import predict_full
+from beadseg.scoring import OBJECT_METHODS, for_prediction, label_prediction
 from beadseg.system import available_cores
 
-OBJECT_METHODS = ("components", "watershed", "distance")
 SUMMARY_NAME = "summary.csv"
 BEAD_COLUMNS = ("label", "centroid_y", "centroid_x", "area_px", "equivalent_diameter_px", "equivalent_diameter_um",
                 "mean_intensity", "area_um2")
@@ -234,8 +234,6 @@ def predict_files(model_path: Path, inputs: Sequence[Path], out_dir: Path, *, th
     (:func:`beadseg.scoring.for_prediction`); ``threads`` 0 uses every available core.
     Raises DataError / ConfigError, before writing anything, for bad inputs, options or model files.
     """
-    from beadseg.scoring import for_prediction
-
     out_dir = Path(out_dir)
     inputs = check_inputs(inputs, out_dir)
     model_file = load_model_file(Path(model_path))
@@ -249,7 +247,6 @@ def predict_files(model_path: Path, inputs: Sequence[Path], out_dir: Path, *, th
         io.read_image(path)
         pixel_sizes[path] = io.read_pixel_size(path)
 
-    from beadseg.scoring import label_prediction
 
     set_threads(threads if threads and threads > 0 else available_cores())
     cfg = model_file.config
