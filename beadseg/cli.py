@@ -15,13 +15,14 @@ from beadseg.system import available_cores
 def _config(args: argparse.Namespace):  # noqa: ANN202 - Config, imported lazily for a fast --help
     import os
 
-    from beadseg.config import load_config, read_params
+    from beadseg.config import read_params, validate
 
-    cfg = load_config(args.params)
+    raw = read_params(args.params)  # read once: validated here, and checked against dvc.yaml under DVC
+    cfg = validate(raw, source=str(args.params))
     if os.environ.get("DVC_STAGE"):  # a step of `dvc repro`: stop at its first stage if a later one would
         from beadseg.dvc_params import check_params_for_dvc
 
-        check_params_for_dvc(read_params(args.params), args.params)
+        check_params_for_dvc(raw, args.params)
     return cfg
 
 
